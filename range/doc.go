@@ -1,0 +1,32 @@
+// Package replica implements one replica of one range: a Raft group member
+// whose log, hard state and state machine live in the node's shared Pebble
+// engine. The folder is named range (the design's name for it); range is a Go
+// keyword, so the package is called replica.
+//
+// Like go.etcd.io/raft itself, a Replica does no IO scheduling of its own: the
+// node's scheduler decides when a replica runs, writes the Raft state of many
+// replicas in one synced batch, sends the messages and calls back to apply.
+// One round for one replica, as the node drives it:
+//
+//	rd, ok := r.Ready()                      // collect under the replica lock
+//	if ok {
+//		r.PersistReady(batch, rd)            // entries, HardState, snapshot
+//		batch.Commit(pebble.Sync)           // shared by many replicas
+//		r.MarkPersisted(rd)                  // update cached log bounds
+//		send(rd.Messages)
+//		r.ApplyAndAdvance(ctx, rd)           // apply committed entries, Advance
+//	}
+//
+// Invariants:
+//   - Apply is deterministic: it reads only the command and the engine. The
+//     proposer chooses revisions (a hybrid logical clock), and apply only
+//     raises them to keep them strictly increasing within the range.
+//   - The state-machine writes of an entry and the applied index go into the
+//     same Pebble batch, so replaying the log after a crash is idempotent.
+//   - Log entries are deleted (truncated) only up to the applied index. The
+//     truncation is written after the apply batch in the same write-ahead
+//     log, so a crash can never keep the truncation and lose the apply.
+//   - A follower behind the truncation point receives a snapshot: a
+//     consistent Pebble snapshot of the range's user span, streamed in chunks
+//     by the node and installed atomically with the Raft state.
+package replica

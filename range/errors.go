@@ -1,0 +1,44 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrRemoved is returned by a replica that has been closed or removed.
+var ErrRemoved = errors.New("replica removed")
+
+// NotLeaderError is returned when a request that needs the leader reaches
+// another replica. LeaderNodeID is 0 when no leader is known (an election
+// is in progress).
+type NotLeaderError struct {
+	RangeID         uint64
+	LeaderReplicaID uint64
+	LeaderNodeID    uint64
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderNodeID == 0 {
+		return fmt.Sprintf("range %d has no leader", e.RangeID)
+	}
+	return fmt.Sprintf("range %d is led by node %d", e.RangeID, e.LeaderNodeID)
+}
+
+// KeyOutOfRangeError is returned when a key is not in the replica's span,
+// for example because the request was routed with a stale descriptor.
+type KeyOutOfRangeError struct {
+	RangeID uint64
+	Key     []byte
+}
+
+func (e *KeyOutOfRangeError) Error() string {
+	return fmt.Sprintf("key %q is not in range %d", e.Key, e.RangeID)
+}
+
+// CompareFailedError is returned by a conditional write whose condition did
+// not hold. Nothing was written.
+type CompareFailedError struct {
+	Reason string
+}
+
+func (e *CompareFailedError) Error() string { return "compare failed: " + e.Reason }

@@ -1,0 +1,100 @@
+package replica
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Engine key layout. All replicas of a node share one Pebble engine, so every
+// key starts with a one-byte prefix that says what it is:
+//
+//	0x01 <range-id:8> <suffix>   range-local Raft state (see the suffixes below)
+//	0x02 <user key>              user data: a ValueRecord
+//
+// Range-local keys sort by range, so a range's Raft log is one contiguous
+// span that can be deleted with a single range tombstone. User keys are not
+// prefixed by range, so a range's data is the contiguous span of its
+// descriptor's [start, end) and a split moves no data.
+const (
+	prefixRangeLocal byte = 0x01
+	prefixUser       byte = 0x02
+	prefixUserEnd    byte = 0x03 // exclusive upper bound of all user keys
+
+	suffixHardState byte = 'h'
+	suffixLog       byte = 'l'
+	suffixTruncated byte = 't'
+	suffixApplied   byte = 'a'
+	suffixDesc      byte = 'd'
+)
+
+func rangeLocalPrefix(rangeID uint64) []byte {
+	k := make([]byte, 9, 9+9)
+	k[0] = prefixRangeLocal
+	binary.BigEndian.PutUint64(k[1:], rangeID)
+	return k
+}
+
+func rangeLocalKey(rangeID uint64, suffix byte) []byte {
+	return append(rangeLocalPrefix(rangeID), suffix)
+}
+
+// HardStateKey, AppliedStateKey, TruncatedStateKey and DescriptorKey are the
+// engine keys of a range's Raft and replica state.
+func HardStateKey(rangeID uint64) []byte      { return rangeLocalKey(rangeID, suffixHardState) }
+func AppliedStateKey(rangeID uint64) []byte   { return rangeLocalKey(rangeID, suffixApplied) }
+func TruncatedStateKey(rangeID uint64) []byte { return rangeLocalKey(rangeID, suffixTruncated) }
+func DescriptorKey(rangeID uint64) []byte     { return rangeLocalKey(rangeID, suffixDesc) }
+
+// LogKey is the engine key of the Raft log entry at index.
+func LogKey(rangeID, index uint64) []byte {
+	k := rangeLocalKey(rangeID, suffixLog)
+	return binary.BigEndian.AppendUint64(k, index)
+}
+
+// logIndexFromKey decodes the index of a key made by LogKey.
+func logIndexFromKey(k []byte) (uint64, error) {
+	if len(k) != 18 || k[0] != prefixRangeLocal || k[9] != suffixLog {
+		return 0, fmt.Errorf("not a log key: %x", k)
+	}
+	return binary.BigEndian.Uint64(k[10:]), nil
+}
+
+// RangeLocalSpan is the span holding all of a range's local state.
+func RangeLocalSpan(rangeID uint64) (start, end []byte) {
+	start = rangeLocalPrefix(rangeID)
+	end = rangeLocalPrefix(rangeID + 1)
+	return start, end
+}
+
+// IsDescriptorKey reports whether k is a DescriptorKey and returns its range.
+func IsDescriptorKey(k []byte) (uint64, bool) {
+	if len(k) != 10 || k[0] != prefixRangeLocal || k[9] != suffixDesc {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[1:9]), true
+}
+
+// UserKey is the engine key of a user key.
+func UserKey(key []byte) []byte {
+	k := make([]byte, 0, len(key)+1)
+	k = append(k, prefixUser)
+	return append(k, key...)
+}
+
+// DecodeUserKey strips the user prefix from an engine key.
+func DecodeUserKey(k []byte) ([]byte, error) {
+	if len(k) == 0 || k[0] != prefixUser {
+		return nil, fmt.Errorf("not a user key: %x", k)
+	}
+	return k[1:], nil
+}
+
+// UserSpan is the engine span of user keys in [start, end); an empty end is
+// the end of the key space.
+func UserSpan(start, end []byte) (lo, hi []byte) {
+	lo = UserKey(start)
+	if len(end) == 0 {
+		return lo, []byte{prefixUserEnd}
+	}
+	return lo, UserKey(end)
+}

@@ -1,0 +1,283 @@
+package replica
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// newRequestID returns a random ID for a proposal or read. Random IDs stay
+// unique across restarts, which a counter would not: an entry proposed
+// before a crash may be applied after it.
+func newRequestID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// Propose replicates cmd through Raft and waits until this replica has
+// applied it. Only the leader accepts proposals; others return a
+// *NotLeaderError. If ctx ends first the outcome is unknown: the command may
+// still be applied later.
+func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, error) {
+	cmd.ProposalId = newRequestID()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	ch := make(chan Result, 1)
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return Result{}, ErrRemoved
+	}
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		err := r.notLeaderLocked()
+		r.mu.Unlock()
+		return Result{}, err
+	}
+	r.mu.proposals[cmd.ProposalId] = ch
+	if err := r.mu.rn.Propose(data); err != nil {
+		delete(r.mu.proposals, cmd.ProposalId)
+		if errors.Is(err, raft.ErrProposalDropped) {
+			err = r.notLeaderLocked()
+		}
+		r.mu.Unlock()
+		return Result{}, err
+	}
+	r.mu.Unlock()
+	r.cfg.Notify()
+	select {
+	case res := <-ch:
+		return res, nil
+	case <-ctx.Done():
+		r.mu.Lock()
+		delete(r.mu.proposals, cmd.ProposalId)
+		r.mu.Unlock()
+		return Result{}, ctx.Err()
+	}
+}
+
+// ReadIndex waits until this replica's state reflects every write committed
+// before the call (Raft's ReadIndex protocol), so a read that follows is
+// linearizable. Only the leader serves it.
+func (r *Replica) ReadIndex(ctx context.Context) error {
+	id := make([]byte, 8)
+	binary.LittleEndian.PutUint64(id, newRequestID())
+	ch := make(chan uint64, 1)
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return ErrRemoved
+	}
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		err := r.notLeaderLocked()
+		r.mu.Unlock()
+		return err
+	}
+	r.mu.reads[string(id)] = ch
+	r.mu.rn.ReadIndex(id)
+	r.mu.Unlock()
+	r.cfg.Notify()
+	select {
+	case index, ok := <-ch:
+		if !ok {
+			return ErrRemoved
+		}
+		return r.waitApplied(ctx, index)
+	case <-ctx.Done():
+		r.mu.Lock()
+		delete(r.mu.reads, string(id))
+		r.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// Ready returns the replica's pending Ready, if any. The caller must pass it
+// to PersistReady, MarkPersisted and ApplyAndAdvance, in that order, before
+// calling Ready again.
+func (r *Replica) Ready() (raft.Ready, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed || !r.mu.rn.HasReady() {
+		return raft.Ready{}, false
+	}
+	rd := r.mu.rn.Ready()
+	if rd.SoftState != nil && rd.SoftState.Lead != r.mu.leader {
+		r.mu.leader = rd.SoftState.Lead
+		r.logger.Debug("leader changed", "leader", rd.SoftState.Lead, "state", rd.SoftState.RaftState.String())
+	}
+	for _, rs := range rd.ReadStates {
+		if ch, ok := r.mu.reads[string(rs.RequestCtx)]; ok {
+			ch <- rs.Index
+			delete(r.mu.reads, string(rs.RequestCtx))
+		}
+	}
+	return rd, true
+}
+
+// PersistReady writes the Ready's snapshot, entries and hard state into b.
+// The caller commits b with a sync, possibly together with other replicas'
+// Readies, before calling MarkPersisted.
+func (r *Replica) PersistReady(b *pebble.Batch, rd raft.Ready) error {
+	afterSnapshot := false
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := r.persistSnapshot(b, rd.Snapshot); err != nil {
+			return err
+		}
+		afterSnapshot = true
+	}
+	if err := r.storage.appendEntries(b, rd.Entries, afterSnapshot); err != nil {
+		return err
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		return setHardState(b, r.rangeID, rd.HardState)
+	}
+	return nil
+}
+
+// MarkPersisted updates the replica's cached view after the batch written
+// by PersistReady has been committed.
+func (r *Replica) MarkPersisted(rd raft.Ready) {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		r.markSnapshotApplied(rd.Snapshot)
+	}
+	r.storage.markAppended(rd.Entries, rd.HardState)
+}
+
+// ApplyAndAdvance applies the Ready's committed entries, completes the
+// waiting proposals, advances Raft and truncates the log if it has grown.
+// It reports whether the replica has another Ready.
+func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
+	if len(rd.CommittedEntries) > 0 {
+		if err := r.applyEntries(rd.CommittedEntries); err != nil {
+			return false, err
+		}
+	}
+	if err := r.maybeTruncate(); err != nil {
+		return false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return false, nil
+	}
+	r.mu.rn.Advance(rd)
+	return r.mu.rn.HasReady(), nil
+}
+
+type completedProposal struct {
+	id  uint64
+	res Result
+}
+
+// applyEntries applies committed entries in one batch together with the new
+// applied state, so a crash either keeps both or neither.
+func (r *Replica) applyEntries(ents []raftpb.Entry) error {
+	b := r.cfg.DB.NewIndexedBatch()
+	defer b.Close()
+	applied := proto.Clone(r.storage.Applied()).(*pb.AppliedState)
+	sm := &stateMachine{b: b, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
+	var done []completedProposal
+	for i := range ents {
+		e := &ents[i]
+		if e.Index <= applied.Index {
+			continue // already applied, e.g. covered by a snapshot
+		}
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) > 0 {
+				cmd := &pb.RaftCommand{}
+				if err := proto.Unmarshal(e.Data, cmd); err != nil {
+					return fmt.Errorf("range %d: decode entry %d: %w", r.rangeID, e.Index, err)
+				}
+				done = append(done, completedProposal{id: cmd.ProposalId, res: sm.apply(cmd)})
+			}
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			cs, err := r.applyConfChange(e)
+			if err != nil {
+				return err
+			}
+			if applied.ConfState, err = cs.Marshal(); err != nil {
+				return err
+			}
+		}
+		applied.Index, applied.Term = e.Index, e.Term
+	}
+	applied.LastRevision = sm.lastRevision
+	if err := putProto(b, AppliedStateKey(r.rangeID), applied); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("range %d: commit apply batch: %w", r.rangeID, err)
+	}
+	if err := r.storage.setApplied(applied); err != nil {
+		return err
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range done {
+		if ch, ok := r.mu.proposals[p.id]; ok {
+			ch <- p.res
+			delete(r.mu.proposals, p.id)
+		}
+	}
+	r.notifyAppliedLocked(applied.Index)
+	return nil
+}
+
+func (r *Replica) applyConfChange(e *raftpb.Entry) (*raftpb.ConfState, error) {
+	var cc raftpb.ConfChangeI
+	if e.Type == raftpb.EntryConfChange {
+		var c raftpb.ConfChange
+		if err := c.Unmarshal(e.Data); err != nil {
+			return nil, err
+		}
+		cc = c
+	} else {
+		var c raftpb.ConfChangeV2
+		if err := c.Unmarshal(e.Data); err != nil {
+			return nil, err
+		}
+		cc = c
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.rn.ApplyConfChange(cc), nil
+}
+
+// maybeTruncate deletes applied log entries once more than the threshold
+// have accumulated, keeping half of the threshold so that a briefly slow
+// follower catches up from the log rather than by snapshot.
+func (r *Replica) maybeTruncate() error {
+	first, _ := r.storage.Bounds()
+	applied := r.storage.Applied().Index
+	threshold := r.cfg.LogTruncateThreshold
+	if applied < first || applied-first+1 <= threshold {
+		return nil
+	}
+	index := applied - threshold/2
+	b := r.cfg.DB.NewBatch()
+	defer b.Close()
+	// Hold mu so raft does not read the entries while they disappear. The
+	// batch is not synced: it follows the apply batch in the write-ahead log,
+	// so no crash can keep it and lose the state it depends on.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, err := r.storage.truncateTo(b, index)
+	if err != nil {
+		return err
+	}
+	r.storage.markTruncated(t)
+	return b.Commit(pebble.NoSync)
+}

@@ -1,0 +1,168 @@
+package replica
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// OutgoingSnapshot is a consistent view of a range for sending to a follower
+// that is behind the truncated log. Its metadata comes from the same Pebble
+// snapshot as its data, so they always agree.
+type OutgoingSnapshot struct {
+	Meta       raftpb.SnapshotMetadata
+	Data       []byte // a marshalled SnapshotData
+	Descriptor *pb.RangeDescriptor
+	snap       *pebble.Snapshot
+}
+
+// OpenSnapshot captures the replica's current applied state. The caller must
+// Close it.
+func (r *Replica) OpenSnapshot() (*OutgoingSnapshot, error) {
+	snap := r.cfg.DB.NewSnapshot()
+	applied := &pb.AppliedState{}
+	desc := &pb.RangeDescriptor{}
+	if _, err := getProto(snap, AppliedStateKey(r.rangeID), applied); err != nil {
+		snap.Close()
+		return nil, err
+	}
+	if _, err := getProto(snap, DescriptorKey(r.rangeID), desc); err != nil {
+		snap.Close()
+		return nil, err
+	}
+	var cs raftpb.ConfState
+	if err := cs.Unmarshal(applied.ConfState); err != nil {
+		snap.Close()
+		return nil, err
+	}
+	data, err := proto.Marshal(&pb.SnapshotData{Descriptor_: desc, LastRevision: applied.LastRevision})
+	if err != nil {
+		snap.Close()
+		return nil, err
+	}
+	return &OutgoingSnapshot{
+		Meta:       raftpb.SnapshotMetadata{Index: applied.Index, Term: applied.Term, ConfState: cs},
+		Data:       data,
+		Descriptor: desc,
+		snap:       snap,
+	}, nil
+}
+
+// Iterate calls fn with every engine key and value of the range's user span.
+// fn must not keep the slices after it returns.
+func (o *OutgoingSnapshot) Iterate(fn func(key, value []byte) error) error {
+	lo, hi := UserSpan(o.Descriptor.StartKey, o.Descriptor.EndKey)
+	it, err := o.snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Close releases the Pebble snapshot.
+func (o *OutgoingSnapshot) Close() { o.snap.Close() }
+
+// ReceiveSnapshot hands a streamed snapshot to Raft. m is the MsgSnap with
+// the metadata; kvs are the range's user keys. The data is kept until Raft
+// returns the snapshot in a Ready and is then installed atomically with the
+// Raft state (PersistReady). Raft may also reject a stale snapshot.
+func (r *Replica) ReceiveSnapshot(m raftpb.Message, kvs []*pb.EngineKV) error {
+	if m.Type != raftpb.MsgSnap || m.Snapshot == nil {
+		return fmt.Errorf("range %d: not a snapshot message: %s", r.rangeID, m.Type)
+	}
+	data := &pb.SnapshotData{}
+	if err := proto.Unmarshal(m.Snapshot.Data, data); err != nil {
+		return fmt.Errorf("range %d: decode snapshot data: %w", r.rangeID, err)
+	}
+	if data.Descriptor_ == nil || data.Descriptor_.RangeId != r.rangeID {
+		return fmt.Errorf("range %d: snapshot is for another range", r.rangeID)
+	}
+	lo, hi := UserSpan(data.Descriptor_.StartKey, data.Descriptor_.EndKey)
+	for _, kv := range kvs {
+		if bytes.Compare(kv.Key, lo) < 0 || bytes.Compare(kv.Key, hi) >= 0 {
+			return fmt.Errorf("range %d: snapshot key %x outside the range", r.rangeID, kv.Key)
+		}
+	}
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return ErrRemoved
+	}
+	r.mu.incoming = &incomingSnapshot{index: m.Snapshot.Metadata.Index, data: data, kvs: kvs}
+	err := r.mu.rn.Step(m)
+	r.mu.Unlock()
+	r.cfg.Notify()
+	return err
+}
+
+// persistSnapshot writes a snapshot that Raft accepted into b: it replaces
+// the range's user data and its log, and sets the applied and truncated
+// state to the snapshot's position.
+func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
+	r.mu.Lock()
+	in := r.mu.incoming
+	r.mu.Unlock()
+	if in == nil || in.index != snap.Metadata.Index {
+		return fmt.Errorf("range %d: raft applied snapshot %d with no data received", r.rangeID, snap.Metadata.Index)
+	}
+	old := r.storage.Descriptor()
+	for _, d := range []*pb.RangeDescriptor{old, in.data.Descriptor_} {
+		lo, hi := UserSpan(d.StartKey, d.EndKey)
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.DeleteRange(LogKey(r.rangeID, 0), rangeLocalKey(r.rangeID, suffixLog+1), nil); err != nil {
+		return err
+	}
+	for _, kv := range in.kvs {
+		if err := b.Set(kv.Key, kv.Value, nil); err != nil {
+			return err
+		}
+	}
+	cs, err := snap.Metadata.ConfState.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := putProto(b, TruncatedStateKey(r.rangeID), &pb.TruncatedState{Index: snap.Metadata.Index, Term: snap.Metadata.Term}); err != nil {
+		return err
+	}
+	applied := &pb.AppliedState{Index: snap.Metadata.Index, Term: snap.Metadata.Term, LastRevision: in.data.LastRevision, ConfState: cs}
+	if err := putProto(b, AppliedStateKey(r.rangeID), applied); err != nil {
+		return err
+	}
+	return putProto(b, DescriptorKey(r.rangeID), in.data.Descriptor_)
+}
+
+// markSnapshotApplied updates the cached state after a snapshot's batch has
+// been committed.
+func (r *Replica) markSnapshotApplied(snap raftpb.Snapshot) {
+	r.mu.Lock()
+	in := r.mu.incoming
+	r.mu.incoming = nil
+	r.mu.Unlock()
+	cs, _ := snap.Metadata.ConfState.Marshal()
+	s := r.storage
+	s.mu.Lock()
+	s.mu.truncated = &pb.TruncatedState{Index: snap.Metadata.Index, Term: snap.Metadata.Term}
+	s.mu.lastIndex = snap.Metadata.Index
+	s.mu.applied = &pb.AppliedState{Index: snap.Metadata.Index, Term: snap.Metadata.Term, LastRevision: in.data.LastRevision, ConfState: cs}
+	s.mu.confState = snap.Metadata.ConfState
+	s.mu.desc = in.data.Descriptor_
+	s.mu.Unlock()
+	r.mu.Lock()
+	r.notifyAppliedLocked(snap.Metadata.Index)
+	r.mu.Unlock()
+	r.logger.Info("installed snapshot", "index", snap.Metadata.Index, "keys", len(in.kvs))
+}
