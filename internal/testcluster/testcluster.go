@@ -1,0 +1,216 @@
+// Package testcluster starts several nodes in one process on loopback, for
+// tests. Nodes can be stopped and restarted on the same data directory and
+// address.
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/raftrix/raftrixdb/node"
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// Options configure a test cluster.
+type Options struct {
+	Nodes         int
+	InitialRanges int
+	// TickInterval defaults to 20ms to keep elections in tests short.
+	TickInterval         time.Duration
+	LogTruncateThreshold uint64
+}
+
+// Cluster is a set of in-process nodes.
+type Cluster struct {
+	t     testing.TB
+	opts  Options
+	dir   string
+	peers map[uint64]string
+
+	mu    sync.Mutex
+	nodes map[uint64]*node.Node
+	conns map[uint64]*grpc.ClientConn
+}
+
+// Start starts a cluster and registers its shutdown with t.Cleanup.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.TickInterval == 0 {
+		opts.TickInterval = 20 * time.Millisecond
+	}
+	c := &Cluster{
+		t: t, opts: opts, dir: t.TempDir(),
+		peers: map[uint64]string{},
+		nodes: map[uint64]*node.Node{},
+		conns: map[uint64]*grpc.ClientConn{},
+	}
+	listeners := map[uint64]net.Listener{}
+	for i := 1; i <= opts.Nodes; i++ {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners[uint64(i)] = lis
+		c.peers[uint64(i)] = lis.Addr().String()
+	}
+	for id, lis := range listeners {
+		c.startNode(id, lis)
+	}
+	t.Cleanup(c.StopAll)
+	return c
+}
+
+func (c *Cluster) startNode(id uint64, lis net.Listener) {
+	c.t.Helper()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n, err := node.New(node.Config{
+		NodeID:               id,
+		DataDir:              filepath.Join(c.dir, fmt.Sprintf("n%d", id)),
+		Listener:             lis,
+		Peers:                c.peers,
+		InitialRanges:        c.opts.InitialRanges,
+		TickInterval:         c.opts.TickInterval,
+		LogTruncateThreshold: c.opts.LogTruncateThreshold,
+		Logger:               logger,
+	})
+	if err != nil {
+		c.t.Fatalf("start node %d: %v", id, err)
+	}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+}
+
+// Stop stops one node; its data stays for Restart.
+func (c *Cluster) Stop(id uint64) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	delete(c.nodes, id)
+	c.mu.Unlock()
+	if n != nil {
+		n.Stop()
+	}
+}
+
+// Restart starts a stopped node again on its data and address.
+func (c *Cluster) Restart(id uint64) {
+	c.t.Helper()
+	var lis net.Listener
+	var err error
+	// The old listener's port may linger briefly after Stop.
+	for i := 0; i < 50; i++ {
+		if lis, err = net.Listen("tcp", c.peers[id]); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("relisten node %d on %s: %v", id, c.peers[id], err)
+	}
+	c.startNode(id, lis)
+}
+
+// StopAll stops every running node.
+func (c *Cluster) StopAll() {
+	c.mu.Lock()
+	ids := make([]uint64, 0, len(c.nodes))
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.Stop(id)
+	}
+	c.mu.Lock()
+	for id, conn := range c.conns {
+		conn.Close()
+		delete(c.conns, id)
+	}
+	c.mu.Unlock()
+}
+
+// Node returns a running node, or nil.
+func (c *Cluster) Node(id uint64) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+// Addr returns a node's address.
+func (c *Cluster) Addr(id uint64) string { return c.peers[id] }
+
+// Peers returns every node's address by ID.
+func (c *Cluster) Peers() map[uint64]string { return c.peers }
+
+func (c *Cluster) conn(id uint64) *grpc.ClientConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc, ok := c.conns[id]; ok {
+		return cc
+	}
+	cc, err := grpc.NewClient(c.peers[id], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.conns[id] = cc
+	return cc
+}
+
+// KV returns a KV client talking to node id.
+func (c *Cluster) KV(id uint64) pb.KVClient { return pb.NewKVClient(c.conn(id)) }
+
+// Admin returns an Admin client talking to node id.
+func (c *Cluster) Admin(id uint64) pb.AdminClient { return pb.NewAdminClient(c.conn(id)) }
+
+// WaitLeaders waits until every range has a leader that all running nodes
+// agree on, and returns range ID -> leader node ID.
+func (c *Cluster) WaitLeaders(ctx context.Context) (map[uint64]uint64, error) {
+	for {
+		leaders, ok := c.leaders(ctx)
+		if ok {
+			return leaders, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ranges without an agreed leader: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) leaders(ctx context.Context) (map[uint64]uint64, bool) {
+	leaders := map[uint64]uint64{}
+	c.mu.Lock()
+	ids := make([]uint64, 0, len(c.nodes))
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		resp, err := c.Admin(id).ListRanges(ctx, &pb.ListRangesRequest{})
+		if err != nil {
+			return nil, false
+		}
+		for _, ri := range resp.Ranges {
+			l := ri.LeaderNodeId
+			if l == 0 || c.Node(l) == nil {
+				return nil, false
+			}
+			if prev, ok := leaders[ri.Descriptor_.RangeId]; ok && prev != l {
+				return nil, false
+			}
+			leaders[ri.Descriptor_.RangeId] = l
+		}
+	}
+	return leaders, len(leaders) > 0
+}

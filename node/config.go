@@ -1,0 +1,131 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raftrix/raftrixdb/internal/hlc"
+)
+
+// Config configures a node. NodeID, DataDir (or FS) and ListenAddr (or
+// Listener) are required; everything else has a default.
+type Config struct {
+	NodeID uint64
+	// DataDir holds the Pebble engine.
+	DataDir string
+	// FS is the filesystem Pebble uses; nil means the real one. Tests pass
+	// an in-memory filesystem that can simulate a crash.
+	FS vfs.FS
+	// ListenAddr is the gRPC address for clients and peers.
+	ListenAddr string
+	// Listener, if set, is used instead of listening on ListenAddr (tests
+	// pick free ports this way before they know every peer's address).
+	Listener net.Listener
+	// Peers maps node IDs to gRPC addresses, this node included.
+	Peers map[uint64]string
+
+	// Bootstrap: when the engine is empty and this node is one of the three
+	// lowest IDs in Peers, it creates the initial ranges with replicas on
+	// those three nodes. SplitKeys, if set, are the boundaries between
+	// ranges; otherwise InitialRanges ranges split the key space evenly.
+	InitialRanges int
+	SplitKeys     [][]byte
+
+	// TickInterval is the Raft tick (default 100ms); an election takes
+	// ElectionTicks ticks (default 10).
+	TickInterval  time.Duration
+	ElectionTicks int
+	// Workers is the number of Raft scheduler workers (default 8).
+	Workers int
+	// LogTruncateThreshold is the number of applied entries a replica keeps
+	// before truncating its log (default 1000).
+	LogTruncateThreshold uint64
+
+	Limits Limits
+
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Clock    hlc.Clock
+}
+
+// Limits bound what a request may carry. Breaches are InvalidArgument.
+type Limits struct {
+	MaxKeySize   int // bytes, default 4 KiB
+	MaxValueSize int // bytes, default 1 MiB
+	// DefaultScanLimit is used when a scan gives no limit (default 1000);
+	// MaxScanLimit is the largest limit accepted (default 10000).
+	DefaultScanLimit int
+	MaxScanLimit     int
+	// RequestTimeout bounds a request that has no deadline (default 10s).
+	RequestTimeout time.Duration
+}
+
+// DefaultLimits returns the limits used for zero fields.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxKeySize:       4 << 10,
+		MaxValueSize:     1 << 20,
+		DefaultScanLimit: 1000,
+		MaxScanLimit:     10000,
+		RequestTimeout:   10 * time.Second,
+	}
+}
+
+func (c *Config) setDefaults() error {
+	if c.NodeID == 0 {
+		return fmt.Errorf("node ID must be positive")
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("data dir is required")
+	}
+	if c.Listener == nil && c.ListenAddr == "" {
+		return fmt.Errorf("listen address is required")
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.Workers == 0 {
+		c.Workers = 8
+	}
+	if c.InitialRanges == 0 {
+		c.InitialRanges = 1
+	}
+	d := DefaultLimits()
+	l := &c.Limits
+	if l.MaxKeySize == 0 {
+		l.MaxKeySize = d.MaxKeySize
+	}
+	if l.MaxValueSize == 0 {
+		l.MaxValueSize = d.MaxValueSize
+	}
+	if l.DefaultScanLimit == 0 {
+		l.DefaultScanLimit = d.DefaultScanLimit
+	}
+	if l.MaxScanLimit == 0 {
+		l.MaxScanLimit = d.MaxScanLimit
+	}
+	if l.RequestTimeout == 0 {
+		l.RequestTimeout = d.RequestTimeout
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Clock == nil {
+		c.Clock = hlc.SystemClock{}
+	}
+	return nil
+}

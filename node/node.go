@@ -1,0 +1,280 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/google/btree"
+	"google.golang.org/grpc"
+
+	"github.com/raftrix/raftrixdb/internal/hlc"
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
+)
+
+// Version is reported by NodeStatus.
+const Version = "0.1.0"
+
+// Node is one server process: one Pebble engine holding every local replica,
+// the Raft scheduler, the transport and the gRPC server.
+type Node struct {
+	cfg     Config
+	id      uint64
+	logger  *slog.Logger
+	db      *pebble.DB
+	hlc     *hlc.HLC
+	metrics *metrics
+	sched   *scheduler
+	trans   *transport
+	grpc    *grpc.Server
+	lis     net.Listener
+	started time.Time
+
+	stopTicker chan struct{}
+	tickerDone chan struct{}
+	stopOnce   sync.Once
+
+	// mu guards the replica registry: by ID, and ordered by start key for
+	// routing.
+	mu struct {
+		sync.RWMutex
+		replicas map[uint64]*replica.Replica
+		byKey    *btree.BTreeG[rangeEntry]
+		rangeIDs []uint64 // sorted, for the ticker
+	}
+}
+
+// rangeEntry indexes a local replica by the start key of its span.
+type rangeEntry struct {
+	start []byte
+	r     *replica.Replica
+}
+
+func rangeEntryLess(a, b rangeEntry) bool { return bytes.Compare(a.start, b.start) < 0 }
+
+// New opens the node's engine, loads or bootstraps its replicas and starts
+// serving. Stop releases everything.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:        cfg,
+		id:         cfg.NodeID,
+		logger:     cfg.Logger.With("node", cfg.NodeID),
+		hlc:        hlc.New(cfg.Clock),
+		started:    cfg.Clock.Now(),
+		stopTicker: make(chan struct{}),
+		tickerDone: make(chan struct{}),
+	}
+	n.mu.replicas = make(map[uint64]*replica.Replica)
+	n.mu.byKey = btree.NewG(8, rangeEntryLess)
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = m
+	db, err := pebble.Open(cfg.DataDir, &pebble.Options{
+		FS:     cfg.FS,
+		Logger: pebbleLogger{n.logger.With("component", "pebble")},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open engine in %s: %w", cfg.DataDir, err)
+	}
+	n.db = db
+	n.sched = newScheduler(cfg.Workers, n.processRanges)
+	n.trans = newTransport(n)
+	if err := n.bootstrapIfEmpty(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := n.loadReplicas(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	lis := cfg.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	n.lis = lis
+	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))
+	pb.RegisterKVServer(n.grpc, &kvServer{n: n})
+	pb.RegisterAdminServer(n.grpc, &adminServer{n: n})
+	pb.RegisterRaftServer(n.grpc, &raftServer{n: n})
+
+	n.sched.start()
+	go n.runTicker()
+	go func() {
+		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.logger.Error("grpc server stopped", "error", err)
+		}
+	}()
+	// Campaign nothing here: Raft elects leaders on its own after the first
+	// election timeout.
+	n.sched.enqueueAll(n.rangeIDs(), flagReady)
+	n.logger.Info("node started", "addr", lis.Addr().String(), "replicas", len(n.rangeIDs()))
+	return n, nil
+}
+
+// maxGRPCMessage bounds any gRPC message; Raft batches and snapshot chunks
+// stay well below it.
+const maxGRPCMessage = 32 << 20
+
+// ID returns the node's ID.
+func (n *Node) ID() uint64 { return n.id }
+
+// Addr returns the address the node listens on.
+func (n *Node) Addr() string { return n.lis.Addr().String() }
+
+// Stop shuts the node down: it stops serving, lets the Raft workers finish
+// their current batch, and closes the engine. Unacknowledged requests fail
+// with Unavailable; nothing acknowledged is lost, since acknowledgement
+// waits for a synced write on a quorum.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		close(n.stopTicker)
+		<-n.tickerDone
+		for _, r := range n.allReplicas() {
+			r.Close()
+		}
+		stopped := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			n.grpc.Stop()
+		}
+		n.trans.stop()
+		n.sched.stop()
+		if err := n.db.Close(); err != nil {
+			n.logger.Error("close engine", "error", err)
+		}
+		n.logger.Info("node stopped")
+	})
+}
+
+func (n *Node) loadReplicas() error {
+	it, err := n.db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{0x01},
+		UpperBound: []byte{0x02},
+	})
+	if err != nil {
+		return err
+	}
+	var ids []uint64
+	for valid := it.First(); valid; valid = it.Next() {
+		if id, ok := replica.IsDescriptorKey(it.Key()); ok {
+			ids = append(ids, id)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		st, err := replica.LoadStorage(n.db, id)
+		if err != nil {
+			return err
+		}
+		if err := n.addReplica(st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) addReplica(st *replica.Storage) error {
+	var r *replica.Replica
+	rangeID := st.Descriptor().RangeId
+	r, err := replica.New(replica.Config{
+		NodeID:               n.id,
+		DB:                   n.db,
+		Logger:               n.logger,
+		Notify:               func() { n.sched.enqueue(rangeID, flagReady) },
+		ElectionTicks:        n.cfg.ElectionTicks,
+		LogTruncateThreshold: n.cfg.LogTruncateThreshold,
+	}, st)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.mu.replicas[rangeID] = r
+	n.mu.byKey.ReplaceOrInsert(rangeEntry{start: st.Descriptor().StartKey, r: r})
+	n.mu.rangeIDs = append(n.mu.rangeIDs, rangeID)
+	sort.Slice(n.mu.rangeIDs, func(i, j int) bool { return n.mu.rangeIDs[i] < n.mu.rangeIDs[j] })
+	return nil
+}
+
+func (n *Node) replica(rangeID uint64) *replica.Replica {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.mu.replicas[rangeID]
+}
+
+// replicaForKey returns the local replica whose span holds key, or nil.
+func (n *Node) replicaForKey(key []byte) *replica.Replica {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	var found *replica.Replica
+	n.mu.byKey.DescendLessOrEqual(rangeEntry{start: key}, func(e rangeEntry) bool {
+		found = e.r
+		return false
+	})
+	if found == nil || !replica.ContainsKey(found.Descriptor(), key) {
+		return nil
+	}
+	return found
+}
+
+func (n *Node) rangeIDs() []uint64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.mu.rangeIDs
+}
+
+// allReplicas returns the local replicas ordered by start key.
+func (n *Node) allReplicas() []*replica.Replica {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]*replica.Replica, 0, n.mu.byKey.Len())
+	n.mu.byKey.Ascend(func(e rangeEntry) bool {
+		out = append(out, e.r)
+		return true
+	})
+	return out
+}
+
+// runTicker is the node's single Raft clock: every tick it schedules a tick
+// for every range.
+func (n *Node) runTicker() {
+	defer close(n.tickerDone)
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			n.sched.enqueueAll(n.rangeIDs(), flagTick)
+		case <-n.stopTicker:
+			return
+		}
+	}
+}
+
+// requestContext applies the default timeout to a request without deadline.
+func (n *Node) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.Limits.RequestTimeout)
+}

@@ -1,0 +1,78 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+
+	replica "github.com/raftrix/raftrixdb/range"
+)
+
+// processRanges is one scheduler round over a batch of ranges:
+//
+//  1. tick and collect the Ready of every range in the batch;
+//  2. write all their entries, hard states and snapshots in one batch with
+//     one sync (group commit across ranges);
+//  3. send their messages, apply their committed entries, advance.
+//
+// Messages are sent only after the sync, so a vote or an append
+// acknowledgement never leaves the node before the state it promises is
+// durable.
+func (n *Node) processRanges(batch []scheduledRange) {
+	type pending struct {
+		r  *replica.Replica
+		rd raft.Ready
+	}
+	var ps []pending
+	b := n.db.NewBatch()
+	defer b.Close()
+	for _, sr := range batch {
+		r := n.replica(sr.rangeID)
+		if r == nil {
+			continue
+		}
+		if sr.flags&flagTick != 0 {
+			r.Tick()
+		}
+		rd, ok := r.Ready()
+		if !ok {
+			continue
+		}
+		if err := r.PersistReady(b, rd); err != nil {
+			n.fatal(fmt.Errorf("range %d: persist ready: %w", sr.rangeID, err))
+		}
+		ps = append(ps, pending{r: r, rd: rd})
+	}
+	if len(ps) == 0 {
+		return
+	}
+	if !b.Empty() {
+		start := time.Now()
+		if err := b.Commit(pebble.Sync); err != nil {
+			n.fatal(fmt.Errorf("commit raft batch: %w", err))
+		}
+		n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		n.metrics.readyBatchRanges.Observe(float64(len(ps)))
+	}
+	for _, p := range ps {
+		p.r.MarkPersisted(p.rd)
+		n.trans.sendMessages(p.r, p.rd.Messages)
+		more, err := p.r.ApplyAndAdvance(p.rd)
+		if err != nil {
+			n.fatal(fmt.Errorf("range %d: apply: %w", p.r.RangeID(), err))
+		}
+		n.metrics.appliedEntries.Add(float64(len(p.rd.CommittedEntries)))
+		if more {
+			n.sched.enqueue(p.r.RangeID(), flagReady)
+		}
+	}
+}
+
+// fatal stops the process on an engine error: continuing after a failed
+// write could acknowledge data that is not durable.
+func (n *Node) fatal(err error) {
+	n.logger.Error("fatal engine error", "error", err)
+	panic(err)
+}

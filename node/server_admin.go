@@ -1,0 +1,54 @@
+package node
+
+import (
+	"context"
+	"sort"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// adminServer reports the node's state and its replicas.
+type adminServer struct {
+	pb.UnimplementedAdminServer
+	n *Node
+}
+
+func (s *adminServer) NodeStatus(ctx context.Context, _ *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
+	n := s.n
+	resp := &pb.NodeStatusResponse{
+		NodeId:          n.id,
+		Addr:            n.Addr(),
+		Version:         Version,
+		StartedUnix:     n.started.Unix(),
+		EngineSizeBytes: int64(n.db.Metrics().DiskSpaceUsage()),
+	}
+	for _, r := range n.allReplicas() {
+		resp.Replicas++
+		if r.IsLeader() {
+			resp.Leaders++
+		}
+	}
+	for id, addr := range n.cfg.Peers {
+		resp.Peers = append(resp.Peers, &pb.NodeAddress{NodeId: id, Addr: addr})
+	}
+	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].NodeId < resp.Peers[j].NodeId })
+	return resp, nil
+}
+
+func (s *adminServer) ListRanges(ctx context.Context, _ *pb.ListRangesRequest) (*pb.ListRangesResponse, error) {
+	resp := &pb.ListRangesResponse{}
+	for _, r := range s.n.allReplicas() {
+		st := r.Status()
+		resp.Ranges = append(resp.Ranges, &pb.RangeInfo{
+			Descriptor_:          st.Descriptor,
+			ReplicaId:            st.ReplicaID,
+			LeaderNodeId:         st.LeaderNodeID,
+			Term:                 st.Term,
+			CommitIndex:          st.Commit,
+			AppliedIndex:         st.Applied,
+			ApproximateSizeBytes: r.ApproximateSize(),
+			RaftState:            st.RaftState,
+		})
+	}
+	return resp, nil
+}

@@ -1,0 +1,251 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
+)
+
+// kvServer implements the public KV service. Any node accepts any request:
+// it serves it if it leads the key's range, and forwards it to the leader
+// otherwise. A forwarded request is never forwarded again, so a stale view
+// of leadership costs one NotLeader round, never a loop.
+type kvServer struct {
+	pb.UnimplementedKVServer
+	n *Node
+}
+
+// forwardedKey marks, in gRPC metadata, a request forwarded by another node.
+const forwardedKey = "raftrix-forwarded-by"
+
+func isForwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(forwardedKey)) > 0
+}
+
+// leaderRetryInterval is how long to wait for an election or a fresher view
+// of the leader before trying again.
+const leaderRetryInterval = 20 * time.Millisecond
+
+// onLeader runs local on this node's replica of the range that holds key if
+// that replica leads, and forward against the leader's node otherwise,
+// retrying while the leader is unknown or has just moved until ctx ends.
+func (n *Node) onLeader(ctx context.Context, key []byte,
+	local func(*replica.Replica) error,
+	forward func(context.Context, pb.KVClient) error,
+) error {
+	forwarded := isForwarded(ctx)
+	for {
+		r := n.replicaForKey(key)
+		if r == nil {
+			return &wrongRangeError{nodeID: n.id, key: key}
+		}
+		err := local(r)
+		var nl *replica.NotLeaderError
+		if !errors.As(err, &nl) {
+			return err
+		}
+		if forwarded {
+			return err // the forwarding node retries with its own view
+		}
+		if nl.LeaderNodeID != 0 && nl.LeaderNodeID != n.id {
+			conn, cerr := n.trans.conn(nl.LeaderNodeID)
+			if cerr != nil {
+				return cerr
+			}
+			fctx := metadata.AppendToOutgoingContext(ctx, forwardedKey, strconv.FormatUint(n.id, 10))
+			ferr := forward(fctx, pb.NewKVClient(conn))
+			// Retry only when the leader refused before doing anything; any
+			// other failure may have happened after a write was applied.
+			if RoutingErrorOf(ferr) == nil {
+				return ferr
+			}
+		}
+		select {
+		case <-time.After(leaderRetryInterval):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+func header(n *Node, r *replica.Replica) *pb.ResponseHeader {
+	return &pb.ResponseHeader{RangeId: r.RangeID(), NodeId: n.id}
+}
+
+func (s *kvServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
+	n := s.n
+	if err := n.cfg.Limits.validateGet(req); err != nil {
+		return nil, n.toStatus(err)
+	}
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	if req.Stale {
+		r := n.replicaForKey(req.Key)
+		if r == nil {
+			return nil, n.toStatus(&wrongRangeError{nodeID: n.id, key: req.Key})
+		}
+		kv, err := r.Get(req.Key)
+		if err != nil {
+			return nil, n.toStatus(err)
+		}
+		return &pb.GetResponse{Header: header(n, r), Found: kv != nil, Kv: kv}, nil
+	}
+	var resp *pb.GetResponse
+	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
+		if err := r.ReadIndex(ctx); err != nil {
+			return err
+		}
+		kv, err := r.Get(req.Key)
+		if err != nil {
+			return err
+		}
+		resp = &pb.GetResponse{Header: header(n, r), Found: kv != nil, Kv: kv}
+		return nil
+	}, func(fctx context.Context, c pb.KVClient) (err error) {
+		resp, err = c.Get(fctx, req)
+		return err
+	})
+	return resp, n.toStatus(err)
+}
+
+func (s *kvServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	n := s.n
+	if err := n.cfg.Limits.validatePut(req); err != nil {
+		return nil, n.toStatus(err)
+	}
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	var resp *pb.PutResponse
+	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
+		res, err := r.Propose(ctx, &pb.RaftCommand{Revision: n.hlc.Next(), Op: &pb.RaftCommand_Put{Put: req}})
+		if err != nil {
+			return err
+		}
+		if res.Err != nil {
+			return res.Err
+		}
+		n.hlc.Observe(res.KV.ModRevision)
+		kv := res.KV
+		kv.Value = nil // the caller has it; do not send it back
+		resp = &pb.PutResponse{Header: header(n, r), Kv: kv}
+		if req.PrevKv {
+			resp.PrevKv = res.PrevKV
+		}
+		return nil
+	}, func(fctx context.Context, c pb.KVClient) (err error) {
+		resp, err = c.Put(fctx, req)
+		return err
+	})
+	return resp, n.toStatus(err)
+}
+
+func (s *kvServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
+	n := s.n
+	if err := n.cfg.Limits.validateDelete(req); err != nil {
+		return nil, n.toStatus(err)
+	}
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	var resp *pb.DeleteResponse
+	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
+		res, err := r.Propose(ctx, &pb.RaftCommand{Revision: n.hlc.Next(), Op: &pb.RaftCommand_Delete{Delete: req}})
+		if err != nil {
+			return err
+		}
+		if res.Err != nil {
+			return res.Err
+		}
+		resp = &pb.DeleteResponse{Header: header(n, r), Deleted: res.Deleted}
+		if req.PrevKv {
+			resp.PrevKv = res.PrevKV
+		}
+		return nil
+	}, func(fctx context.Context, c pb.KVClient) (err error) {
+		resp, err = c.Delete(fctx, req)
+		return err
+	})
+	return resp, n.toStatus(err)
+}
+
+// Scan reads range by range. A forwarded scan serves only the range that
+// holds its start key; the node that forwarded it goes on with the next
+// range from the continuation it returns.
+func (s *kvServer) Scan(ctx context.Context, req *pb.ScanRequest) (*pb.ScanResponse, error) {
+	n := s.n
+	from, limit, err := n.cfg.Limits.validateScan(req)
+	if err != nil {
+		return nil, n.toStatus(err)
+	}
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	resp := &pb.ScanResponse{}
+	for {
+		kvs, next, err := n.scanOneRange(ctx, req, from, limit-len(resp.Kvs))
+		if err != nil {
+			return nil, n.toStatus(err)
+		}
+		resp.Kvs = append(resp.Kvs, kvs...)
+		if next == nil {
+			return resp, nil
+		}
+		if len(resp.Kvs) >= limit || isForwarded(ctx) {
+			resp.Continuation = encodeContinuation(next)
+			return resp, nil
+		}
+		from = next
+	}
+}
+
+// scanOneRange reads up to limit keys from the range holding from, on its
+// leader unless the scan is stale. next is where the scan continues, or nil
+// when it is complete.
+func (n *Node) scanOneRange(ctx context.Context, req *pb.ScanRequest, from []byte, limit int) (kvs []*pb.KeyValue, next []byte, err error) {
+	read := func(r *replica.Replica) error {
+		got, more, err := r.Scan(from, req.End, limit, req.KeysOnly)
+		if err != nil {
+			return err
+		}
+		kvs = got
+		switch desc := r.Descriptor(); {
+		case more:
+			next = append(append([]byte(nil), got[len(got)-1].Key...), 0)
+		case len(desc.EndKey) > 0 && (len(req.End) == 0 || bytes.Compare(desc.EndKey, req.End) < 0):
+			next = desc.EndKey
+		}
+		return nil
+	}
+	if req.Stale {
+		r := n.replicaForKey(from)
+		if r == nil {
+			return nil, nil, &wrongRangeError{nodeID: n.id, key: from}
+		}
+		return kvs, next, read(r)
+	}
+	err = n.onLeader(ctx, from, func(r *replica.Replica) error {
+		if err := r.ReadIndex(ctx); err != nil {
+			return err
+		}
+		return read(r)
+	}, func(fctx context.Context, c pb.KVClient) error {
+		fwd := &pb.ScanRequest{Start: req.Start, End: req.End, Limit: int64(limit), KeysOnly: req.KeysOnly, Continuation: encodeContinuation(from)}
+		resp, err := c.Scan(fctx, fwd)
+		if err != nil {
+			return err
+		}
+		kvs = resp.Kvs
+		next = nil
+		if len(resp.Continuation) > 0 {
+			next = resp.Continuation[1:]
+		}
+		return nil
+	})
+	return kvs, next, err
+}

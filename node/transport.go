@@ -1,0 +1,383 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
+)
+
+// The transport carries Raft messages between nodes. Each ordered pair of
+// nodes has one RaftMessages stream, fed by one queue; a sender goroutine
+// drains whatever is queued (messages of many ranges) into one batch per
+// Send. Snapshots go over their own short-lived streams so that a large
+// snapshot never delays heartbeats.
+
+const (
+	peerQueueSize        = 4096
+	maxMessagesPerBatch  = 512
+	snapshotChunkBytes   = 1 << 20
+	maxSnapshotsInFlight = 4
+	snapshotTimeout      = 2 * time.Minute
+)
+
+type outMsg struct {
+	rangeID   uint64
+	toReplica uint64
+	msg       *pb.RaftMessage
+}
+
+type transport struct {
+	n       *Node
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	snapSem chan struct{}
+
+	mu struct {
+		sync.Mutex
+		conns  map[uint64]*grpc.ClientConn
+		queues map[uint64]chan outMsg
+	}
+}
+
+func newTransport(n *Node) *transport {
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &transport{n: n, ctx: ctx, cancel: cancel, snapSem: make(chan struct{}, maxSnapshotsInFlight)}
+	t.mu.conns = make(map[uint64]*grpc.ClientConn)
+	t.mu.queues = make(map[uint64]chan outMsg)
+	return t
+}
+
+func (t *transport) stop() {
+	t.cancel()
+	t.wg.Wait()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.mu.conns {
+		c.Close()
+	}
+}
+
+// conn returns the shared client connection to a peer node.
+func (t *transport) conn(nodeID uint64) (*grpc.ClientConn, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.mu.conns[nodeID]; ok {
+		return c, nil
+	}
+	addr, ok := t.n.cfg.Peers[nodeID]
+	if !ok {
+		return nil, fmt.Errorf("no address known for node %d", nodeID)
+	}
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.conns[nodeID] = c
+	return c, nil
+}
+
+// queue returns the outgoing queue to a node, starting its sender.
+func (t *transport) queue(nodeID uint64) chan outMsg {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q, ok := t.mu.queues[nodeID]
+	if !ok {
+		q = make(chan outMsg, peerQueueSize)
+		t.mu.queues[nodeID] = q
+		t.wg.Add(1)
+		go t.runPeer(nodeID, q)
+	}
+	return q
+}
+
+// sendMessages hands a replica's outgoing messages to the transport. It
+// never blocks: when a peer's queue is full the message is dropped and Raft
+// is told the peer is unreachable; Raft retransmits.
+func (t *transport) sendMessages(r *replica.Replica, msgs []raftpb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	desc := r.Descriptor()
+	for i := range msgs {
+		m := msgs[i]
+		toNode := replica.NodeOfReplica(desc, m.To)
+		if toNode == 0 {
+			continue
+		}
+		if m.Type == raftpb.MsgSnap {
+			t.sendSnapshot(r, toNode, m)
+			continue
+		}
+		data, err := m.Marshal()
+		if err != nil {
+			t.n.logger.Error("marshal raft message", "error", err)
+			continue
+		}
+		select {
+		case t.queue(toNode) <- outMsg{rangeID: r.RangeID(), toReplica: m.To, msg: &pb.RaftMessage{RangeId: r.RangeID(), Message: data}}:
+			t.n.metrics.raftMsgsSent.Inc()
+		default:
+			t.n.metrics.raftMsgsDropped.Inc()
+			r.ReportUnreachable(m.To)
+		}
+	}
+}
+
+// runPeer keeps one stream to a peer open and sends batches on it.
+func (t *transport) runPeer(nodeID uint64, q chan outMsg) {
+	defer t.wg.Done()
+	backoff := 50 * time.Millisecond
+	for t.ctx.Err() == nil {
+		err := t.streamTo(nodeID, q)
+		if t.ctx.Err() != nil {
+			return
+		}
+		t.n.logger.Debug("raft stream to peer failed", "peer", nodeID, "error", err)
+		t.dropQueued(q)
+		select {
+		case <-time.After(backoff):
+		case <-t.ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func (t *transport) streamTo(nodeID uint64, q chan outMsg) error {
+	conn, err := t.conn(nodeID)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(t.ctx)
+	defer cancel()
+	stream, err := pb.NewRaftClient(conn).RaftMessages(ctx)
+	if err != nil {
+		return err
+	}
+	go func() {
+		// Acks only report problems; reading them keeps flow control moving.
+		for {
+			if _, err := stream.Recv(); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	batch := &pb.RaftMessageBatch{FromNode: t.n.id, ToNode: nodeID}
+	var sent []outMsg
+	for {
+		select {
+		case m := <-q:
+			sent = append(sent[:0], m)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	drain:
+		for len(sent) < maxMessagesPerBatch {
+			select {
+			case m := <-q:
+				sent = append(sent, m)
+			default:
+				break drain
+			}
+		}
+		batch.Messages = batch.Messages[:0]
+		for _, m := range sent {
+			batch.Messages = append(batch.Messages, m.msg)
+		}
+		if err := stream.Send(batch); err != nil {
+			t.reportUnreachable(sent)
+			return err
+		}
+	}
+}
+
+// dropQueued empties a queue whose peer is unreachable.
+func (t *transport) dropQueued(q chan outMsg) {
+	var dropped []outMsg
+	for {
+		select {
+		case m := <-q:
+			dropped = append(dropped, m)
+		default:
+			t.reportUnreachable(dropped)
+			return
+		}
+	}
+}
+
+func (t *transport) reportUnreachable(msgs []outMsg) {
+	for _, m := range msgs {
+		t.n.metrics.raftMsgsDropped.Inc()
+		if r := t.n.replica(m.rangeID); r != nil {
+			r.ReportUnreachable(m.toReplica)
+		}
+	}
+}
+
+// sendSnapshot streams a snapshot of r to a follower in the background and
+// reports the outcome to Raft.
+func (t *transport) sendSnapshot(r *replica.Replica, toNode uint64, m raftpb.Message) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		select {
+		case t.snapSem <- struct{}{}:
+			defer func() { <-t.snapSem }()
+		case <-t.ctx.Done():
+			return
+		}
+		keys, err := t.streamSnapshot(r, toNode, m)
+		if err != nil {
+			t.n.logger.Warn("send snapshot failed", "range", r.RangeID(), "to_node", toNode, "error", err)
+		} else {
+			t.n.metrics.snapshotsSent.Inc()
+			t.n.logger.Info("sent snapshot", "range", r.RangeID(), "to_node", toNode, "keys", keys)
+		}
+		r.ReportSnapshot(m.To, err == nil)
+		t.n.sched.enqueue(r.RangeID(), flagReady)
+	}()
+}
+
+func (t *transport) streamSnapshot(r *replica.Replica, toNode uint64, m raftpb.Message) (int, error) {
+	snap, err := r.OpenSnapshot()
+	if err != nil {
+		return 0, err
+	}
+	defer snap.Close()
+	// Send the snapshot as of now, not as of when Raft asked for it: the
+	// metadata must describe exactly the data streamed.
+	m.Snapshot = &raftpb.Snapshot{Data: snap.Data, Metadata: snap.Meta}
+	msgBytes, err := m.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	conn, err := t.conn(toNode)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, snapshotTimeout)
+	defer cancel()
+	stream, err := pb.NewRaftClient(conn).Snapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	chunk := &pb.SnapshotChunk{Header: &pb.SnapshotHeader{
+		RangeId: r.RangeID(), FromNode: t.n.id, ToNode: toNode, Message: msgBytes, Descriptor_: snap.Descriptor,
+	}}
+	size, keys := 0, 0
+	err = snap.Iterate(func(k, v []byte) error {
+		chunk.Kvs = append(chunk.Kvs, &pb.EngineKV{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
+		size += len(k) + len(v)
+		keys++
+		if size < snapshotChunkBytes {
+			return nil
+		}
+		if err := stream.Send(chunk); err != nil {
+			return err
+		}
+		chunk, size = &pb.SnapshotChunk{}, 0
+		return nil
+	})
+	if err != nil {
+		return keys, err
+	}
+	chunk.Final = true
+	if err := stream.Send(chunk); err != nil {
+		return keys, err
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return keys, err
+	}
+	if !resp.Applied {
+		return keys, fmt.Errorf("receiver refused snapshot: %s", resp.Error)
+	}
+	return keys, nil
+}
+
+// raftServer receives Raft traffic from peers.
+type raftServer struct {
+	pb.UnimplementedRaftServer
+	n *Node
+}
+
+func (s *raftServer) RaftMessages(stream pb.Raft_RaftMessagesServer) error {
+	for {
+		batch, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		for _, rm := range batch.Messages {
+			if err := s.step(rm); err != nil {
+				if sendErr := stream.Send(&pb.RaftMessageAck{RangeId: rm.RangeId, Error: err.Error()}); sendErr != nil {
+					return sendErr
+				}
+			}
+		}
+	}
+}
+
+func (s *raftServer) step(rm *pb.RaftMessage) error {
+	var m raftpb.Message
+	if err := m.Unmarshal(rm.Message); err != nil {
+		return fmt.Errorf("decode raft message: %w", err)
+	}
+	r := s.n.replica(rm.RangeId)
+	if r == nil {
+		return fmt.Errorf("node %d has no replica of range %d", s.n.id, rm.RangeId)
+	}
+	if err := r.Step(m); err != nil {
+		return err
+	}
+	s.n.sched.enqueue(rm.RangeId, flagReady)
+	return nil
+}
+
+func (s *raftServer) Snapshot(stream pb.Raft_SnapshotServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.Header
+	if h == nil {
+		return stream.SendAndClose(&pb.SnapshotResponse{Error: "first snapshot chunk has no header"})
+	}
+	kvs, final := first.Kvs, first.Final
+	for !final {
+		c, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		kvs = append(kvs, c.Kvs...)
+		final = c.Final
+	}
+	var m raftpb.Message
+	if err := m.Unmarshal(h.Message); err != nil {
+		return stream.SendAndClose(&pb.SnapshotResponse{Error: "decode snapshot message: " + err.Error()})
+	}
+	r := s.n.replica(h.RangeId)
+	if r == nil {
+		return stream.SendAndClose(&pb.SnapshotResponse{Error: fmt.Sprintf("node %d has no replica of range %d", s.n.id, h.RangeId)})
+	}
+	if err := r.ReceiveSnapshot(m, kvs); err != nil {
+		return stream.SendAndClose(&pb.SnapshotResponse{Error: err.Error()})
+	}
+	s.n.metrics.snapshotsRecv.Inc()
+	return stream.SendAndClose(&pb.SnapshotResponse{Applied: true})
+}

@@ -1,0 +1,92 @@
+package node
+
+import (
+	"bytes"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// Request validation. Every check runs before any routing or proposal, so a
+// refused request changes nothing.
+
+func (l Limits) checkKey(key []byte) error {
+	if len(key) == 0 {
+		return invalidf("key must not be empty")
+	}
+	if len(key) > l.MaxKeySize {
+		return invalidf("key is %d bytes; the limit is %d", len(key), l.MaxKeySize)
+	}
+	return nil
+}
+
+func (l Limits) validateGet(req *pb.GetRequest) error { return l.checkKey(req.Key) }
+
+func (l Limits) validatePut(req *pb.PutRequest) error {
+	if err := l.checkKey(req.Key); err != nil {
+		return err
+	}
+	if len(req.Value) > l.MaxValueSize {
+		return invalidf("value is %d bytes; the limit is %d", len(req.Value), l.MaxValueSize)
+	}
+	if req.ExpectedModRevision != nil && *req.ExpectedModRevision < 0 {
+		return invalidf("expected_mod_revision must not be negative, got %d", *req.ExpectedModRevision)
+	}
+	if req.IfAbsent && req.ExpectedValue != nil {
+		return invalidf("if_absent and expected_value cannot both be set: an absent key has no value")
+	}
+	if req.IfAbsent && req.ExpectedModRevision != nil && *req.ExpectedModRevision != 0 {
+		return invalidf("if_absent contradicts expected_mod_revision %d", *req.ExpectedModRevision)
+	}
+	return nil
+}
+
+func (l Limits) validateDelete(req *pb.DeleteRequest) error {
+	if err := l.checkKey(req.Key); err != nil {
+		return err
+	}
+	if req.ExpectedModRevision != nil && *req.ExpectedModRevision < 0 {
+		return invalidf("expected_mod_revision must not be negative, got %d", *req.ExpectedModRevision)
+	}
+	return nil
+}
+
+// continuationVersion prefixes scan continuation tokens so their format can
+// change later.
+const continuationVersion byte = 1
+
+func encodeContinuation(next []byte) []byte {
+	return append([]byte{continuationVersion}, next...)
+}
+
+// validateScan checks a scan and returns the key to start reading at and the
+// effective limit.
+func (l Limits) validateScan(req *pb.ScanRequest) (from []byte, limit int, err error) {
+	if len(req.Start) > l.MaxKeySize || len(req.End) > l.MaxKeySize {
+		return nil, 0, invalidf("scan bounds are limited to %d bytes", l.MaxKeySize)
+	}
+	if len(req.End) > 0 && bytes.Compare(req.Start, req.End) >= 0 {
+		return nil, 0, invalidf("scan start %q must sort before end %q", req.Start, req.End)
+	}
+	switch {
+	case req.Limit < 0:
+		return nil, 0, invalidf("limit must not be negative, got %d", req.Limit)
+	case req.Limit > int64(l.MaxScanLimit):
+		return nil, 0, invalidf("limit %d is over the maximum of %d", req.Limit, l.MaxScanLimit)
+	case req.Limit == 0:
+		limit = l.DefaultScanLimit
+	default:
+		limit = int(req.Limit)
+	}
+	from = req.Start
+	if len(req.Continuation) > 0 {
+		c := req.Continuation
+		if c[0] != continuationVersion {
+			return nil, 0, invalidf("malformed continuation token")
+		}
+		from = c[1:]
+		if bytes.Compare(from, req.Start) < 0 || (len(req.End) > 0 && bytes.Compare(from, req.End) >= 0) {
+			return nil, 0, invalidf("continuation token is outside the scan's [start, end)")
+		}
+	}
+	return from, limit, nil
+}
