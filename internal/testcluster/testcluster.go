@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -39,6 +40,7 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	nodes map[uint64]*node.Node
+	regs  map[uint64]*prometheus.Registry
 	conns map[uint64]*grpc.ClientConn
 }
 
@@ -52,6 +54,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t: t, opts: opts, dir: t.TempDir(),
 		peers: map[uint64]string{},
 		nodes: map[uint64]*node.Node{},
+		regs:  map[uint64]*prometheus.Registry{},
 		conns: map[uint64]*grpc.ClientConn{},
 	}
 	listeners := map[uint64]net.Listener{}
@@ -72,6 +75,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 
 func (c *Cluster) startNode(id uint64, lis net.Listener) {
 	c.t.Helper()
+	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := node.New(node.Config{
 		NodeID:               id,
@@ -82,12 +86,14 @@ func (c *Cluster) startNode(id uint64, lis net.Listener) {
 		TickInterval:         c.opts.TickInterval,
 		LogTruncateThreshold: c.opts.LogTruncateThreshold,
 		Logger:               logger,
+		Registry:             reg,
 	})
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", id, err)
 	}
 	c.mu.Lock()
 	c.nodes[id] = n
+	c.regs[id] = reg
 	c.mu.Unlock()
 }
 
@@ -144,6 +150,29 @@ func (c *Cluster) Node(id uint64) *node.Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nodes[id]
+}
+
+// Metric returns the value of a counter or gauge of node id (as started
+// last), or 0 if it is not registered.
+func (c *Cluster) Metric(id uint64, name string) float64 {
+	c.mu.Lock()
+	reg := c.regs[id]
+	c.mu.Unlock()
+	mfs, err := reg.Gather()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+		return sum
+	}
+	return 0
 }
 
 // Addr returns a node's address.
