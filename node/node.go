@@ -148,13 +148,9 @@ func (n *Node) Stop() {
 		for _, r := range n.allReplicas() {
 			r.Close()
 		}
-		stopped := make(chan struct{})
-		go func() { n.grpc.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(2 * time.Second):
-			n.grpc.Stop()
-		}
+		// Replicas are closed, so in-flight requests have already failed;
+		// a graceful stop would only wait for peers' long-lived Raft streams.
+		n.grpc.Stop()
 		n.trans.stop()
 		n.sched.stop()
 		if err := n.db.Close(); err != nil {
