@@ -234,3 +234,31 @@ func TestAcknowledgedWritesSurviveFullRestart(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeWithoutReplicasRoutesRequests(t *testing.T) {
+	const ranges = 8
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: ranges})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.WaitLeaders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Admin(4).NodeStatus(ctx, &pb.NodeStatusRequest{})
+	if err != nil || st.Replicas != 0 {
+		t.Fatalf("node 4 should hold no replicas before placement exists: %v, %v", st, err)
+	}
+	for i := 0; i < ranges; i++ {
+		key := keyInRange(i, ranges, "via4")
+		if _, err := c.KV(4).Put(ctx, &pb.PutRequest{Key: key, Value: []byte("x")}); err != nil {
+			t.Fatalf("put through node 4: %v", err)
+		}
+		resp, err := c.KV(4).Get(ctx, &pb.GetRequest{Key: key})
+		if err != nil || !resp.Found {
+			t.Fatalf("get through node 4: %v, %v", resp, err)
+		}
+	}
+	resp, err := c.KV(4).Scan(ctx, &pb.ScanRequest{})
+	if err != nil || len(resp.Kvs) != ranges {
+		t.Fatalf("scan through node 4: %d keys, %v", len(resp.GetKvs()), err)
+	}
+}

@@ -36,37 +36,55 @@ const leaderRetryInterval = 20 * time.Millisecond
 
 // onLeader runs local on this node's replica of the range that holds key if
 // that replica leads, and forward against the leader's node otherwise,
-// retrying while the leader is unknown or has just moved until ctx ends.
+// retrying while the leader is unknown or has just moved until ctx ends. A
+// node with no replica of the range forwards to one that has one (until
+// placement exists: one of the bootstrap nodes) and follows its leader hint.
 func (n *Node) onLeader(ctx context.Context, key []byte,
 	local func(*replica.Replica) error,
 	forward func(context.Context, pb.KVClient) error,
 ) error {
 	forwarded := isForwarded(ctx)
-	for {
-		r := n.replicaForKey(key)
-		if r == nil {
-			return &wrongRangeError{nodeID: n.id, key: key}
+	var hint uint64 // leader learned from a peer's routing error
+	for attempt := 0; ; attempt++ {
+		var err error
+		var target uint64
+		if r := n.replicaForKey(key); r != nil {
+			err = local(r)
+			var nl *replica.NotLeaderError
+			if !errors.As(err, &nl) || forwarded {
+				// Done, or a forwarded request: the forwarding node retries
+				// with its own view, so a request is forwarded at most once.
+				return err
+			}
+			if nl.LeaderNodeID != n.id {
+				target = nl.LeaderNodeID
+			}
+		} else {
+			err = &wrongRangeError{nodeID: n.id, key: key}
+			if forwarded {
+				return err
+			}
+			target = hint
+			if target == 0 {
+				holders := bootstrapNodes(n.cfg.Peers)
+				target = holders[attempt%len(holders)]
+			}
 		}
-		err := local(r)
-		var nl *replica.NotLeaderError
-		if !errors.As(err, &nl) {
-			return err
-		}
-		if forwarded {
-			return err // the forwarding node retries with its own view
-		}
-		if nl.LeaderNodeID != 0 && nl.LeaderNodeID != n.id {
-			conn, cerr := n.trans.conn(nl.LeaderNodeID)
+		if target != 0 {
+			conn, cerr := n.trans.conn(target)
 			if cerr != nil {
 				return cerr
 			}
 			fctx := metadata.AppendToOutgoingContext(ctx, forwardedKey, strconv.FormatUint(n.id, 10))
 			ferr := forward(fctx, pb.NewKVClient(conn))
-			// Retry only when the leader refused before doing anything; any
+			// Retry only when the target refused before doing anything; any
 			// other failure may have happened after a write was applied.
-			if RoutingErrorOf(ferr) == nil {
+			re := RoutingErrorOf(ferr)
+			if re == nil {
 				return ferr
 			}
+			hint = re.LeaderNodeId
+			err = ferr
 		}
 		select {
 		case <-time.After(leaderRetryInterval):
