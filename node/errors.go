@@ -71,6 +71,10 @@ func (n *Node) toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, "request timed out; a write may or may not have been applied")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, replica.ErrAmbiguousResult):
+		// Unavailable as etcd answers a leader change, but without a
+		// RoutingError: clients must not blindly retry a conditional write.
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, replica.ErrRemoved):
 		return status.Error(codes.Unavailable, "replica is stopping or was removed; retry")
 	default:

@@ -8,6 +8,11 @@ import (
 // ErrRemoved is returned by a replica that has been closed or removed.
 var ErrRemoved = errors.New("replica removed")
 
+// ErrAmbiguousResult is returned to a proposer when its replica stopped
+// leading before the proposal was applied: a new leader may or may not
+// commit it, so the write may or may not have happened.
+var ErrAmbiguousResult = errors.New("leadership changed before the write was applied; it may or may not have been applied")
+
 // NotLeaderError is returned when a request that needs the leader reaches
 // another replica. LeaderNodeID is 0 when no leader is known (an election
 // is in progress).

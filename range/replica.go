@@ -272,7 +272,8 @@ func (r *Replica) Close() {
 	defer r.mu.Unlock()
 	r.mu.closed = true
 	for id, ch := range r.mu.proposals {
-		ch <- Result{Err: ErrRemoved}
+		// The entry may still commit on the other replicas.
+		ch <- Result{Err: ErrAmbiguousResult}
 		delete(r.mu.proposals, id)
 	}
 	for id, ch := range r.mu.reads {

@@ -91,7 +91,12 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 	select {
 	case index, ok := <-ch:
 		if !ok {
-			return ErrRemoved
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.mu.closed {
+				return ErrRemoved
+			}
+			return r.notLeaderLocked()
 		}
 		return r.waitApplied(ctx, index)
 	case <-ctx.Done():
@@ -115,6 +120,9 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 	if rd.SoftState != nil && rd.SoftState.Lead != r.mu.leader {
 		r.mu.leader = rd.SoftState.Lead
 		r.logger.Debug("leader changed", "leader", rd.SoftState.Lead, "state", rd.SoftState.RaftState.String())
+		if rd.SoftState.RaftState != raft.StateLeader {
+			r.failPendingLocked()
+		}
 	}
 	for _, rs := range rd.ReadStates {
 		if ch, ok := r.mu.reads[string(rs.RequestCtx)]; ok {
@@ -123,6 +131,20 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 		}
 	}
 	return rd, true
+}
+
+// failPendingLocked answers every waiting proposal and read after this
+// replica lost leadership, instead of letting them wait for their deadline.
+// A read is safe to retry elsewhere; a proposal's outcome is unknown.
+func (r *Replica) failPendingLocked() {
+	for id, ch := range r.mu.proposals {
+		ch <- Result{Err: ErrAmbiguousResult}
+		delete(r.mu.proposals, id)
+	}
+	for id, ch := range r.mu.reads {
+		close(ch)
+		delete(r.mu.reads, id)
+	}
 }
 
 // PersistReady writes the Ready's snapshot, entries and hard state into b.
