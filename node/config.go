@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,6 +29,9 @@ type Config struct {
 	Listener net.Listener
 	// Peers maps node IDs to gRPC addresses, this node included.
 	Peers map[uint64]string
+	// Dialer, if set, opens connections to peers. Fault-injection tests use
+	// it to cut, delay or drop traffic between nodes.
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 
 	// Bootstrap: when the engine is empty and this node is one of the three
 	// lowest IDs in Peers, it creates the initial ranges with replicas on

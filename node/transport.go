@@ -78,10 +78,14 @@ func (t *transport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 	if !ok {
 		return nil, fmt.Errorf("no address known for node %d", nodeID)
 	}
-	c, err := grpc.NewClient(addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
-	)
+	}
+	if t.n.cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(t.n.cfg.Dialer))
+	}
+	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err
 	}
