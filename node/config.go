@@ -50,6 +50,10 @@ type Config struct {
 	// before truncating its log (default 1000).
 	LogTruncateThreshold uint64
 
+	// TxnExpiry is how long a transaction record may go without a heartbeat
+	// before others may abort it (default 5s).
+	TxnExpiry time.Duration
+
 	Limits Limits
 
 	Logger   *slog.Logger
@@ -65,6 +69,11 @@ type Limits struct {
 	// MaxScanLimit is the largest limit accepted (default 10000).
 	DefaultScanLimit int
 	MaxScanLimit     int
+	// MaxTxnOps bounds the compares plus operations of a transaction
+	// (default 128); MaxTxnBytes bounds the keys and values it carries
+	// (default 4 MiB).
+	MaxTxnOps   int
+	MaxTxnBytes int
 	// RequestTimeout bounds a request that has no deadline (default 10s).
 	RequestTimeout time.Duration
 }
@@ -76,6 +85,8 @@ func DefaultLimits() Limits {
 		MaxValueSize:     1 << 20,
 		DefaultScanLimit: 1000,
 		MaxScanLimit:     10000,
+		MaxTxnOps:        128,
+		MaxTxnBytes:      4 << 20,
 		RequestTimeout:   10 * time.Second,
 	}
 }
@@ -115,6 +126,12 @@ func (c *Config) setDefaults() error {
 	}
 	if l.MaxScanLimit == 0 {
 		l.MaxScanLimit = d.MaxScanLimit
+	}
+	if l.MaxTxnOps == 0 {
+		l.MaxTxnOps = d.MaxTxnOps
+	}
+	if l.MaxTxnBytes == 0 {
+		l.MaxTxnBytes = d.MaxTxnBytes
 	}
 	if l.RequestTimeout == 0 {
 		l.RequestTimeout = d.RequestTimeout

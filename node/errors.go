@@ -10,6 +10,7 @@ import (
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
+	"github.com/raftrix/raftrixdb/txn"
 )
 
 // invalidArgumentError is a request the node refuses before doing anything.
@@ -31,6 +32,16 @@ func (e *wrongRangeError) Error() string {
 	return fmt.Sprintf("node %d holds no replica of the range for key %q", e.nodeID, e.key)
 }
 
+// lockedError says a write gave up waiting for a transaction's lock.
+type lockedError struct {
+	key   []byte
+	txnID []byte
+}
+
+func (e *lockedError) Error() string {
+	return fmt.Sprintf("key %q stayed locked by transaction %x until the deadline; retry", e.key, e.txnID)
+}
+
 // toStatus turns an error into the gRPC status a client sees. This is the
 // one place where internal errors meet gRPC codes.
 func (n *Node) toStatus(err error) error {
@@ -46,10 +57,15 @@ func (n *Node) toStatus(err error) error {
 		oor *replica.KeyOutOfRangeError
 		wr  *wrongRangeError
 		cf  *replica.CompareFailedError
+		le  *lockedError
 	)
 	switch {
 	case errors.As(err, &inv):
 		return status.Error(codes.InvalidArgument, inv.msg)
+	case errors.As(err, &le):
+		return status.Error(codes.Aborted, le.Error())
+	case errors.Is(err, txn.ErrAmbiguous):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.As(err, &cf):
 		return status.Error(codes.FailedPrecondition, cf.Error())
 	case errors.As(err, &nl):

@@ -18,6 +18,7 @@ import (
 	"github.com/raftrix/raftrixdb/internal/hlc"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
+	"github.com/raftrix/raftrixdb/txn"
 )
 
 // Version is reported by NodeStatus.
@@ -34,6 +35,7 @@ type Node struct {
 	metrics *metrics
 	sched   *scheduler
 	trans   *transport
+	txn     *txn.Coordinator
 	grpc    *grpc.Server
 	lis     net.Listener
 	started time.Time
@@ -92,6 +94,7 @@ func New(cfg Config) (*Node, error) {
 	n.db = db
 	n.sched = newScheduler(cfg.Workers, n.processRanges)
 	n.trans = newTransport(n)
+	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry})
 	if err := n.bootstrapIfEmpty(); err != nil {
 		db.Close()
 		return nil, err
@@ -112,6 +115,7 @@ func New(cfg Config) (*Node, error) {
 	pb.RegisterKVServer(n.grpc, &kvServer{n: n})
 	pb.RegisterAdminServer(n.grpc, &adminServer{n: n})
 	pb.RegisterRaftServer(n.grpc, &raftServer{n: n})
+	pb.RegisterInternalServer(n.grpc, &internalServer{n: n})
 
 	n.sched.start()
 	go n.runTicker()
@@ -143,6 +147,7 @@ func (n *Node) Addr() string { return n.lis.Addr().String() }
 // waits for a synced write on a quorum.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		n.txn.Close()
 		close(n.stopTicker)
 		<-n.tickerDone
 		for _, r := range n.allReplicas() {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -30,6 +31,22 @@ func isForwarded(ctx context.Context) bool {
 	return ok && len(md.Get(forwardedKey)) > 0
 }
 
+// readyTarget returns an established connection to target (0: none).
+func (n *Node) readyTarget(ctx context.Context, target uint64) (*grpc.ClientConn, bool) {
+	if target == 0 {
+		return nil, false
+	}
+	return n.trans.readyConn(ctx, target)
+}
+
+// forwardContext marks an outgoing request as forwarded by node id.
+func forwardContext(ctx context.Context, id uint64) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, forwardedKey, strconv.FormatUint(id, 10))
+}
+
+// errReread asks a scan to read its range again after settling intents.
+var errReread = errors.New("read again")
+
 // leaderRetryInterval is how long to wait for an election or a fresher view
 // of the leader before trying again.
 const leaderRetryInterval = 20 * time.Millisecond
@@ -41,7 +58,7 @@ const leaderRetryInterval = 20 * time.Millisecond
 // placement exists: one of the bootstrap nodes) and follows its leader hint.
 func (n *Node) onLeader(ctx context.Context, key []byte,
 	local func(*replica.Replica) error,
-	forward func(context.Context, pb.KVClient) error,
+	forward func(context.Context, *grpc.ClientConn) error,
 ) error {
 	forwarded := isForwarded(ctx)
 	var hint uint64 // leader learned from a peer's routing error
@@ -70,13 +87,8 @@ func (n *Node) onLeader(ctx context.Context, key []byte,
 				target = holders[attempt%len(holders)]
 			}
 		}
-		if target != 0 {
-			conn, cerr := n.trans.conn(target)
-			if cerr != nil {
-				return cerr
-			}
-			fctx := metadata.AppendToOutgoingContext(ctx, forwardedKey, strconv.FormatUint(n.id, 10))
-			ferr := forward(fctx, pb.NewKVClient(conn))
+		if conn, ok := n.readyTarget(ctx, target); ok {
+			ferr := forward(forwardContext(ctx, n.id), conn)
 			// Retry only when the target refused before doing anything; any
 			// other failure may have happened after a write was applied.
 			re := RoutingErrorOf(ferr)
@@ -106,11 +118,13 @@ func (s *kvServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
 	if req.Stale {
+		// A stale read promises nothing about recent writes, so it returns
+		// the last committed value without settling intents.
 		r := n.replicaForKey(req.Key)
 		if r == nil {
 			return nil, n.toStatus(&wrongRangeError{nodeID: n.id, key: req.Key})
 		}
-		kv, err := r.Get(req.Key)
+		kv, _, err := r.Get(req.Key)
 		if err != nil {
 			return nil, n.toStatus(err)
 		}
@@ -118,20 +132,69 @@ func (s *kvServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse
 	}
 	var resp *pb.GetResponse
 	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
-		if err := r.ReadIndex(ctx); err != nil {
-			return err
-		}
-		kv, err := r.Get(req.Key)
+		kv, err := n.readSettled(ctx, r, req.Key)
 		if err != nil {
 			return err
 		}
 		resp = &pb.GetResponse{Header: header(n, r), Found: kv != nil, Kv: kv}
 		return nil
-	}, func(fctx context.Context, c pb.KVClient) (err error) {
-		resp, err = c.Get(fctx, req)
+	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
+		resp, err = pb.NewKVClient(c).Get(fctx, req)
 		return err
 	})
 	return resp, n.toStatus(err)
+}
+
+// readSettled is a linearizable read of key on its leader replica r. If a
+// transaction holds the key, its record decides: committed → resolve the
+// intent and read again; pending or aborted → the last committed value is
+// the right answer (a pending transaction commits after this read).
+func (n *Node) readSettled(ctx context.Context, r *replica.Replica, key []byte) (*pb.KeyValue, error) {
+	for {
+		if err := r.ReadIndex(ctx); err != nil {
+			return nil, err
+		}
+		kv, intent, err := r.Get(key)
+		if err != nil || intent == nil {
+			return kv, err
+		}
+		rec, err := n.txn.Settle(ctx, key, intent, false)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Status != pb.TxnRecord_COMMITTED {
+			return kv, nil
+		}
+	}
+}
+
+// proposeSettled proposes a write; if a transaction holds the key it settles
+// the intent and tries again, waiting with backoff while the transaction is
+// pending.
+func (n *Node) proposeSettled(ctx context.Context, r *replica.Replica, cmd func() *pb.RaftCommand) (replica.Result, error) {
+	wait := 5 * time.Millisecond
+	for {
+		res, err := r.Propose(ctx, cmd())
+		if err != nil {
+			return res, err
+		}
+		var wi *replica.WriteIntentError
+		if !errors.As(res.Err, &wi) {
+			return res, nil
+		}
+		rec, err := n.txn.Settle(ctx, wi.Key, wi.Intent, false)
+		if err != nil {
+			return res, err
+		}
+		if rec.Status == pb.TxnRecord_PENDING {
+			select {
+			case <-time.After(wait):
+				wait = min(2*wait, 100*time.Millisecond)
+			case <-ctx.Done():
+				return res, &lockedError{key: wi.Key, txnID: wi.Intent.TxnId}
+			}
+		}
+	}
 }
 
 func (s *kvServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
@@ -143,7 +206,9 @@ func (s *kvServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse
 	defer cancel()
 	var resp *pb.PutResponse
 	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
-		res, err := r.Propose(ctx, &pb.RaftCommand{Revision: n.hlc.Next(), Op: &pb.RaftCommand_Put{Put: req}})
+		res, err := n.proposeSettled(ctx, r, func() *pb.RaftCommand {
+			return &pb.RaftCommand{Revision: n.hlc.Next(), Op: &pb.RaftCommand_Put{Put: req}}
+		})
 		if err != nil {
 			return err
 		}
@@ -158,8 +223,8 @@ func (s *kvServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse
 			resp.PrevKv = res.PrevKV
 		}
 		return nil
-	}, func(fctx context.Context, c pb.KVClient) (err error) {
-		resp, err = c.Put(fctx, req)
+	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
+		resp, err = pb.NewKVClient(c).Put(fctx, req)
 		return err
 	})
 	return resp, n.toStatus(err)
@@ -174,7 +239,9 @@ func (s *kvServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Delet
 	defer cancel()
 	var resp *pb.DeleteResponse
 	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
-		res, err := r.Propose(ctx, &pb.RaftCommand{Revision: n.hlc.Next(), Op: &pb.RaftCommand_Delete{Delete: req}})
+		res, err := n.proposeSettled(ctx, r, func() *pb.RaftCommand {
+			return &pb.RaftCommand{Revision: n.hlc.Next(), Op: &pb.RaftCommand_Delete{Delete: req}}
+		})
 		if err != nil {
 			return err
 		}
@@ -186,8 +253,8 @@ func (s *kvServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Delet
 			resp.PrevKv = res.PrevKV
 		}
 		return nil
-	}, func(fctx context.Context, c pb.KVClient) (err error) {
-		resp, err = c.Delete(fctx, req)
+	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
+		resp, err = pb.NewKVClient(c).Delete(fctx, req)
 		return err
 	})
 	return resp, n.toStatus(err)
@@ -227,16 +294,33 @@ func (s *kvServer) Scan(ctx context.Context, req *pb.ScanRequest) (*pb.ScanRespo
 // when it is complete.
 func (n *Node) scanOneRange(ctx context.Context, req *pb.ScanRequest, from []byte, limit int) (kvs []*pb.KeyValue, next []byte, err error) {
 	read := func(r *replica.Replica) error {
-		got, more, err := r.Scan(from, req.End, limit, req.KeysOnly)
+		res, err := r.Scan(from, req.End, limit, req.KeysOnly)
 		if err != nil {
 			return err
 		}
-		kvs = got
+		kvs = res.KVs
+		next = nil
 		switch desc := r.Descriptor(); {
-		case more:
-			next = append(append([]byte(nil), got[len(got)-1].Key...), 0)
+		case res.More:
+			next = append(append([]byte(nil), kvs[len(kvs)-1].Key...), 0)
 		case len(desc.EndKey) > 0 && (len(req.End) == 0 || bytes.Compare(desc.EndKey, req.End) < 0):
 			next = desc.EndKey
+		}
+		if req.Stale {
+			return nil
+		}
+		// Settle the intents met; if one belonged to a committed
+		// transaction, its writes are now applied: read again.
+		reread := false
+		for _, ki := range res.Intents {
+			rec, err := n.txn.Settle(ctx, ki.Key, ki.Intent, false)
+			if err != nil {
+				return err
+			}
+			reread = reread || rec.Status == pb.TxnRecord_COMMITTED
+		}
+		if reread {
+			return errReread
 		}
 		return nil
 	}
@@ -248,13 +332,17 @@ func (n *Node) scanOneRange(ctx context.Context, req *pb.ScanRequest, from []byt
 		return kvs, next, read(r)
 	}
 	err = n.onLeader(ctx, from, func(r *replica.Replica) error {
-		if err := r.ReadIndex(ctx); err != nil {
-			return err
+		for {
+			if err := r.ReadIndex(ctx); err != nil {
+				return err
+			}
+			if err := read(r); err != errReread {
+				return err
+			}
 		}
-		return read(r)
-	}, func(fctx context.Context, c pb.KVClient) error {
+	}, func(fctx context.Context, c *grpc.ClientConn) error {
 		fwd := &pb.ScanRequest{Start: req.Start, End: req.End, Limit: int64(limit), KeysOnly: req.KeysOnly, Continuation: encodeContinuation(from)}
-		resp, err := c.Scan(fctx, fwd)
+		resp, err := pb.NewKVClient(c).Scan(fctx, fwd)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -27,6 +28,7 @@ const (
 	snapshotChunkBytes   = 1 << 20
 	maxSnapshotsInFlight = 4
 	snapshotTimeout      = 2 * time.Minute
+	peerConnectWait      = 200 * time.Millisecond
 )
 
 type outMsg struct {
@@ -91,6 +93,28 @@ func (t *transport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 	}
 	t.mu.conns[nodeID] = c
 	return c, nil
+}
+
+// readyConn returns the connection to a peer if it is established, waiting
+// briefly for it to come up. A request sent on a connection that was never
+// up certainly did not reach the peer, so its caller may retry elsewhere.
+func (t *transport) readyConn(ctx context.Context, nodeID uint64) (*grpc.ClientConn, bool) {
+	c, err := t.conn(nodeID)
+	if err != nil {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerConnectWait)
+	defer cancel()
+	for {
+		st := c.GetState()
+		if st == connectivity.Ready {
+			return c, true
+		}
+		c.Connect()
+		if !c.WaitForStateChange(ctx, st) {
+			return c, false
+		}
+	}
 }
 
 // queue returns the outgoing queue to a node, starting its sender.

@@ -90,3 +90,63 @@ func (l Limits) validateScan(req *pb.ScanRequest) (from []byte, limit int, err e
 	}
 	return from, limit, nil
 }
+
+// validateTxn checks a transaction's size and shape.
+func (l Limits) validateTxn(req *pb.TxnRequest) error {
+	if n := len(req.Compare) + len(req.Success) + len(req.Failure); n > l.MaxTxnOps {
+		return invalidf("transaction has %d compares and operations; the limit is %d", n, l.MaxTxnOps)
+	}
+	size := 0
+	for i, c := range req.Compare {
+		if err := l.checkKey(c.Key); err != nil {
+			return invalidf("compare %d: %v", i, err)
+		}
+		size += len(c.Key) + len(c.Value)
+	}
+	for _, branch := range []struct {
+		name string
+		ops  []*pb.RequestOp
+	}{{"success", req.Success}, {"failure", req.Failure}} {
+		written := map[string]bool{}
+		for i, op := range branch.ops {
+			var key []byte
+			switch r := op.Request.(type) {
+			case *pb.RequestOp_Get:
+				key = r.Get.Key
+				if r.Get.Stale {
+					return invalidf("%s op %d: a get inside a transaction cannot be stale", branch.name, i)
+				}
+			case *pb.RequestOp_Put:
+				if err := l.validatePut(r.Put); err != nil {
+					return invalidf("%s op %d: %v", branch.name, i, err)
+				}
+				if r.Put.IfAbsent || r.Put.ExpectedModRevision != nil || r.Put.ExpectedValue != nil {
+					return invalidf("%s op %d: conditions on a put inside a transaction belong in its compares", branch.name, i)
+				}
+				key = r.Put.Key
+				size += len(r.Put.Value)
+			case *pb.RequestOp_Delete:
+				if r.Delete.ExpectedModRevision != nil {
+					return invalidf("%s op %d: conditions on a delete inside a transaction belong in its compares", branch.name, i)
+				}
+				key = r.Delete.Key
+			default:
+				return invalidf("%s op %d has no operation", branch.name, i)
+			}
+			if err := l.checkKey(key); err != nil {
+				return invalidf("%s op %d: %v", branch.name, i, err)
+			}
+			size += len(key)
+			if op.GetGet() == nil {
+				if written[string(key)] {
+					return invalidf("%s branch writes key %q twice", branch.name, key)
+				}
+				written[string(key)] = true
+			}
+		}
+	}
+	if size > l.MaxTxnBytes {
+		return invalidf("transaction carries %d bytes of keys and values; the limit is %d", size, l.MaxTxnBytes)
+	}
+	return nil
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -18,8 +17,16 @@ type Result struct {
 	PrevKV *pb.KeyValue
 	// Deleted is true when a delete removed an existing key.
 	Deleted bool
-	// Err is a deterministic failure such as a failed compare.
+	// Err is a deterministic failure such as a failed compare or a
+	// *WriteIntentError.
 	Err error
+	// Txn is the outcome of a one-range transaction.
+	Txn *pb.TxnResponse
+	// Prepare is a participant's answer to a TxnPrepare.
+	Prepare *pb.TxnPrepareResult
+	// Record is the transaction record after a TxnEnd, TxnPush or
+	// TxnHeartbeat (nil if there is none).
+	Record *pb.TxnRecord
 }
 
 // stateMachine applies commands to an indexed batch. It must stay
@@ -41,6 +48,18 @@ func (sm *stateMachine) apply(cmd *pb.RaftCommand) Result {
 		return sm.put(op.Put, cmd.Revision)
 	case *pb.RaftCommand_Delete:
 		return sm.delete(op.Delete, cmd.Revision)
+	case *pb.RaftCommand_Txn:
+		return sm.onePC(op.Txn.Txn, cmd.Revision)
+	case *pb.RaftCommand_Prepare:
+		return sm.prepare(op.Prepare)
+	case *pb.RaftCommand_End:
+		return sm.endTxn(op.End)
+	case *pb.RaftCommand_Push:
+		return sm.push(op.Push)
+	case *pb.RaftCommand_Heartbeat:
+		return sm.heartbeat(op.Heartbeat)
+	case *pb.RaftCommand_Resolve:
+		return sm.resolve(op.Resolve)
 	default:
 		return Result{Err: fmt.Errorf("unknown command %T", cmd.Op)}
 	}
@@ -57,10 +76,14 @@ func (sm *stateMachine) put(req *pb.PutRequest, proposed int64) Result {
 	if err := sm.checkSpan(req.Key); err != nil {
 		return Result{Err: err}
 	}
-	prev, err := readRecord(sm.b, req.Key)
+	rec, err := readValueRecord(sm.b, req.Key)
 	if err != nil {
 		return Result{Err: err}
 	}
+	if rec.Intent != nil {
+		return Result{Err: &WriteIntentError{Key: req.Key, Intent: rec.Intent}}
+	}
+	prev := committedKV(req.Key, rec)
 	if req.IfAbsent && prev != nil {
 		return Result{PrevKV: prev, Err: &CompareFailedError{Reason: "key exists"}}
 	}
@@ -71,26 +94,30 @@ func (sm *stateMachine) put(req *pb.PutRequest, proposed int64) Result {
 		return Result{PrevKV: prev, Err: &CompareFailedError{Reason: "value differs from expected value"}}
 	}
 	rev := sm.nextRevision(proposed)
-	rec := &pb.ValueRecord{Value: req.Value, CreateRevision: rev, ModRevision: rev, Version: 1}
+	next := &pb.ValueRecord{Value: req.Value, CreateRevision: rev, ModRevision: rev, Version: 1}
 	if prev != nil {
-		rec.CreateRevision = prev.CreateRevision
-		rec.Version = prev.Version + 1
+		next.CreateRevision = prev.CreateRevision
+		next.Version = prev.Version + 1
 	}
-	if err := putProto(sm.b, UserKey(req.Key), rec); err != nil {
+	if err := putProto(sm.b, UserKey(req.Key), next); err != nil {
 		return Result{Err: err}
 	}
 	sm.lastRevision = rev
-	return Result{KV: recordToKV(req.Key, rec, false), PrevKV: prev}
+	return Result{KV: recordToKV(req.Key, next, false), PrevKV: prev}
 }
 
 func (sm *stateMachine) delete(req *pb.DeleteRequest, proposed int64) Result {
 	if err := sm.checkSpan(req.Key); err != nil {
 		return Result{Err: err}
 	}
-	prev, err := readRecord(sm.b, req.Key)
+	rec, err := readValueRecord(sm.b, req.Key)
 	if err != nil {
 		return Result{Err: err}
 	}
+	if rec.Intent != nil {
+		return Result{Err: &WriteIntentError{Key: req.Key, Intent: rec.Intent}}
+	}
+	prev := committedKV(req.Key, rec)
 	if err := checkModRevision(prev, req.ExpectedModRevision); err != nil {
 		return Result{PrevKV: prev, Err: err}
 	}
@@ -118,17 +145,22 @@ func checkModRevision(prev *pb.KeyValue, expected *int64) error {
 	return nil
 }
 
-// readRecord reads a user key; it returns nil if the key does not exist.
-func readRecord(r pebble.Reader, key []byte) (*pb.KeyValue, error) {
-	v, err := getRaw(r, UserKey(key))
-	if err != nil || v == nil {
-		return nil, err
-	}
+// readValueRecord reads a user key's stored record; a missing key gives an
+// empty record (mod revision 0, no intent).
+func readValueRecord(r pebble.Reader, key []byte) (*pb.ValueRecord, error) {
 	rec := &pb.ValueRecord{}
-	if err := proto.Unmarshal(v, rec); err != nil {
-		return nil, fmt.Errorf("decode value of %q: %w", key, err)
+	if _, err := getProto(r, UserKey(key), rec); err != nil {
+		return nil, fmt.Errorf("read %q: %w", key, err)
 	}
-	return recordToKV(key, rec, false), nil
+	return rec, nil
+}
+
+// committedKV is the committed value in rec, or nil if the key has none.
+func committedKV(key []byte, rec *pb.ValueRecord) *pb.KeyValue {
+	if rec.ModRevision == 0 {
+		return nil
+	}
+	return recordToKV(key, rec, false)
 }
 
 func recordToKV(key []byte, rec *pb.ValueRecord, keysOnly bool) *pb.KeyValue {
@@ -150,4 +182,13 @@ func ContainsKey(desc *pb.RangeDescriptor, key []byte) bool {
 		return false
 	}
 	return len(desc.EndKey) == 0 || bytes.Compare(key, desc.EndKey) < 0
+}
+
+// readRecord reads a user key's committed value; nil if it has none.
+func readRecord(r pebble.Reader, key []byte) (*pb.KeyValue, error) {
+	rec, err := readValueRecord(r, key)
+	if err != nil {
+		return nil, err
+	}
+	return committedKV(key, rec), nil
 }

@@ -3,6 +3,8 @@ package replica
 import (
 	"errors"
 	"fmt"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
 // ErrRemoved is returned by a replica that has been closed or removed.
@@ -47,3 +49,17 @@ type CompareFailedError struct {
 }
 
 func (e *CompareFailedError) Error() string { return "compare failed: " + e.Reason }
+
+// WriteIntentError is returned when a write meets a key locked by a
+// transaction. Nothing was written; the caller settles the intent from the
+// transaction's record and retries.
+type WriteIntentError struct {
+	Key    []byte
+	Intent *pb.Intent
+}
+
+func (e *WriteIntentError) Error() string {
+	return fmt.Sprintf("key %q is locked by transaction %x", e.Key, e.Intent.TxnId)
+}
+
+var errPendingResolve = errors.New("cannot resolve intents of a pending transaction")

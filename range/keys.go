@@ -10,15 +10,21 @@ import (
 //
 //	0x01 <range-id:8> <suffix>   range-local Raft state (see the suffixes below)
 //	0x02 <user key>              user data: a ValueRecord
+//	0x03 <enc(anchor key)> <txn-id>  a transaction record (TxnRecord)
 //
 // Range-local keys sort by range, so a range's Raft log is one contiguous
 // span that can be deleted with a single range tombstone. User keys are not
 // prefixed by range, so a range's data is the contiguous span of its
-// descriptor's [start, end) and a split moves no data.
+// descriptor's [start, end) and a split moves no data. Transaction records
+// are addressed by their anchor (primary) key, escaped with an
+// order-preserving, prefix-free encoding, so a range also owns the record
+// span [0x03 enc(start), 0x03 enc(end)) and records move with their key.
 const (
 	prefixRangeLocal byte = 0x01
 	prefixUser       byte = 0x02
 	prefixUserEnd    byte = 0x03 // exclusive upper bound of all user keys
+	prefixTxnRecord  byte = 0x03
+	prefixTxnEnd     byte = 0x04
 
 	suffixHardState byte = 'h'
 	suffixLog       byte = 'l'
@@ -97,4 +103,43 @@ func UserSpan(start, end []byte) (lo, hi []byte) {
 		return lo, []byte{prefixUserEnd}
 	}
 	return lo, UserKey(end)
+}
+
+// encodeOrdered escapes key so that the encoding sorts like the key and no
+// encoding is a prefix of another: 0x00 becomes 0x00 0xFF and the key ends
+// with 0x00 0x01.
+func encodeOrdered(dst, key []byte) []byte {
+	for _, c := range key {
+		if c == 0x00 {
+			dst = append(dst, 0x00, 0xFF)
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, 0x00, 0x01)
+}
+
+// TxnRecordKey is the engine key of a transaction's record.
+func TxnRecordKey(anchor, txnID []byte) []byte {
+	k := make([]byte, 0, 1+len(anchor)+2+len(txnID)+4)
+	k = append(k, prefixTxnRecord)
+	k = encodeOrdered(k, anchor)
+	return append(k, txnID...)
+}
+
+// TxnRecordSpan is the engine span of the records anchored in [start, end).
+func TxnRecordSpan(start, end []byte) (lo, hi []byte) {
+	lo = encodeOrdered([]byte{prefixTxnRecord}, start)
+	if len(end) == 0 {
+		return lo, []byte{prefixTxnEnd}
+	}
+	return lo, encodeOrdered([]byte{prefixTxnRecord}, end)
+}
+
+// rangeSpans returns the engine spans a range owns: its user keys and its
+// transaction records.
+func rangeSpans(start, end []byte) [][2][]byte {
+	ulo, uhi := UserSpan(start, end)
+	tlo, thi := TxnRecordSpan(start, end)
+	return [][2][]byte{{ulo, uhi}, {tlo, thi}}
 }

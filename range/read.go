@@ -10,20 +10,44 @@ import (
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
-// Get reads key from this replica's local state. Whether that is
-// linearizable depends on the caller: call ReadIndex first on the leader for
-// a linearizable read; without it the read may be stale.
-func (r *Replica) Get(key []byte) (*pb.KeyValue, error) {
+// Get reads key's committed value from this replica's local state, and the
+// intent of a transaction that holds the key, if any: a reader must settle
+// such an intent (see package txn) before trusting the value. Whether the
+// read is linearizable depends on the caller: call ReadIndex first on the
+// leader; without it the read may be stale.
+func (r *Replica) Get(key []byte) (*pb.KeyValue, *pb.Intent, error) {
 	if desc := r.Descriptor(); !ContainsKey(desc, key) {
-		return nil, &KeyOutOfRangeError{RangeID: r.rangeID, Key: key}
+		return nil, nil, &KeyOutOfRangeError{RangeID: r.rangeID, Key: key}
 	}
-	return readRecord(r.cfg.DB, key)
+	rec, err := readValueRecord(r.cfg.DB, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return committedKV(key, rec), rec.Intent, nil
 }
 
-// Scan reads up to limit keys of [start, end) from local state, clipped to
-// the range's span. more reports that the limit cut the scan short; resume
-// at the key after the last one returned.
-func (r *Replica) Scan(start, end []byte, limit int, keysOnly bool) (kvs []*pb.KeyValue, more bool, err error) {
+// KeyIntent is an intent met by a scan.
+type KeyIntent struct {
+	Key    []byte
+	Intent *pb.Intent
+}
+
+// ScanResult is what Scan read.
+type ScanResult struct {
+	// KVs are the committed values in key order.
+	KVs []*pb.KeyValue
+	// Intents are the transaction intents met on the way; the caller settles
+	// them before trusting KVs.
+	Intents []KeyIntent
+	// More reports that the limit cut the scan short; resume after the last
+	// key of KVs.
+	More bool
+}
+
+// Scan reads up to limit committed keys of [start, end) from local state,
+// clipped to the range's span.
+func (r *Replica) Scan(start, end []byte, limit int, keysOnly bool) (ScanResult, error) {
+	var res ScanResult
 	desc := r.Descriptor()
 	if bytes.Compare(start, desc.StartKey) < 0 {
 		start = desc.StartKey
@@ -34,24 +58,31 @@ func (r *Replica) Scan(start, end []byte, limit int, keysOnly bool) (kvs []*pb.K
 	lo, hi := UserSpan(start, end)
 	it, err := r.cfg.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return nil, false, err
+		return res, err
 	}
 	defer it.Close()
 	for valid := it.First(); valid; valid = it.Next() {
-		if len(kvs) == limit {
-			return kvs, true, nil
-		}
 		rec := &pb.ValueRecord{}
 		if err := proto.Unmarshal(it.Value(), rec); err != nil {
-			return nil, false, fmt.Errorf("decode value at %x: %w", it.Key(), err)
+			return res, fmt.Errorf("decode value at %x: %w", it.Key(), err)
 		}
 		key, err := DecodeUserKey(it.Key())
 		if err != nil {
-			return nil, false, err
+			return res, err
 		}
-		kvs = append(kvs, recordToKV(key, rec, keysOnly))
+		if rec.Intent != nil {
+			res.Intents = append(res.Intents, KeyIntent{Key: append([]byte(nil), key...), Intent: rec.Intent})
+		}
+		if rec.ModRevision == 0 {
+			continue // only an intent, no committed value
+		}
+		if len(res.KVs) == limit {
+			res.More = true
+			return res, nil
+		}
+		res.KVs = append(res.KVs, recordToKV(key, rec, keysOnly))
 	}
-	return kvs, false, it.Error()
+	return res, it.Error()
 }
 
 // ApproximateSize is Pebble's estimate of the bytes the range's user data

@@ -56,8 +56,16 @@ func (r *Replica) OpenSnapshot() (*OutgoingSnapshot, error) {
 // Iterate calls fn with every engine key and value of the range's user span.
 // fn must not keep the slices after it returns.
 func (o *OutgoingSnapshot) Iterate(fn func(key, value []byte) error) error {
-	lo, hi := UserSpan(o.Descriptor.StartKey, o.Descriptor.EndKey)
-	it, err := o.snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	for _, span := range rangeSpans(o.Descriptor.StartKey, o.Descriptor.EndKey) {
+		if err := iterateSpan(o.snap, span, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func iterateSpan(r pebble.Reader, span [2][]byte, fn func(key, value []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: span[0], UpperBound: span[1]})
 	if err != nil {
 		return err
 	}
@@ -68,6 +76,16 @@ func (o *OutgoingSnapshot) Iterate(fn func(key, value []byte) error) error {
 		}
 	}
 	return it.Error()
+}
+
+// inSpans reports whether key lies in one of spans.
+func inSpans(key []byte, spans [][2][]byte) bool {
+	for _, s := range spans {
+		if bytes.Compare(key, s[0]) >= 0 && bytes.Compare(key, s[1]) < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Close releases the Pebble snapshot.
@@ -88,9 +106,9 @@ func (r *Replica) ReceiveSnapshot(m raftpb.Message, kvs []*pb.EngineKV) error {
 	if data.Descriptor_ == nil || data.Descriptor_.RangeId != r.rangeID {
 		return fmt.Errorf("range %d: snapshot is for another range", r.rangeID)
 	}
-	lo, hi := UserSpan(data.Descriptor_.StartKey, data.Descriptor_.EndKey)
+	spans := rangeSpans(data.Descriptor_.StartKey, data.Descriptor_.EndKey)
 	for _, kv := range kvs {
-		if bytes.Compare(kv.Key, lo) < 0 || bytes.Compare(kv.Key, hi) >= 0 {
+		if !inSpans(kv.Key, spans) {
 			return fmt.Errorf("range %d: snapshot key %x outside the range", r.rangeID, kv.Key)
 		}
 	}
@@ -118,9 +136,10 @@ func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
 	}
 	old := r.storage.Descriptor()
 	for _, d := range []*pb.RangeDescriptor{old, in.data.Descriptor_} {
-		lo, hi := UserSpan(d.StartKey, d.EndKey)
-		if err := b.DeleteRange(lo, hi, nil); err != nil {
-			return err
+		for _, span := range rangeSpans(d.StartKey, d.EndKey) {
+			if err := b.DeleteRange(span[0], span[1], nil); err != nil {
+				return err
+			}
 		}
 	}
 	if err := b.DeleteRange(LogKey(r.rangeID, 0), rangeLocalKey(r.rangeID, suffixLog+1), nil); err != nil {

@@ -122,6 +122,110 @@ func (ReplicaDescriptor_Type) EnumDescriptor() ([]byte, []int) {
 	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{12, 0}
 }
 
+type Compare_Target int32
+
+const (
+	Compare_VALUE           Compare_Target = 0
+	Compare_VERSION         Compare_Target = 1
+	Compare_CREATE_REVISION Compare_Target = 2
+	Compare_MOD_REVISION    Compare_Target = 3
+)
+
+// Enum value maps for Compare_Target.
+var (
+	Compare_Target_name = map[int32]string{
+		0: "VALUE",
+		1: "VERSION",
+		2: "CREATE_REVISION",
+		3: "MOD_REVISION",
+	}
+	Compare_Target_value = map[string]int32{
+		"VALUE":           0,
+		"VERSION":         1,
+		"CREATE_REVISION": 2,
+		"MOD_REVISION":    3,
+	}
+)
+
+func (x Compare_Target) Enum() *Compare_Target {
+	p := new(Compare_Target)
+	*p = x
+	return p
+}
+
+func (x Compare_Target) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Compare_Target) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftrix_v1_kv_proto_enumTypes[2].Descriptor()
+}
+
+func (Compare_Target) Type() protoreflect.EnumType {
+	return &file_raftrix_v1_kv_proto_enumTypes[2]
+}
+
+func (x Compare_Target) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Compare_Target.Descriptor instead.
+func (Compare_Target) EnumDescriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{13, 0}
+}
+
+type Compare_Result int32
+
+const (
+	Compare_EQUAL     Compare_Result = 0
+	Compare_NOT_EQUAL Compare_Result = 1
+	Compare_LESS      Compare_Result = 2
+	Compare_GREATER   Compare_Result = 3
+)
+
+// Enum value maps for Compare_Result.
+var (
+	Compare_Result_name = map[int32]string{
+		0: "EQUAL",
+		1: "NOT_EQUAL",
+		2: "LESS",
+		3: "GREATER",
+	}
+	Compare_Result_value = map[string]int32{
+		"EQUAL":     0,
+		"NOT_EQUAL": 1,
+		"LESS":      2,
+		"GREATER":   3,
+	}
+)
+
+func (x Compare_Result) Enum() *Compare_Result {
+	p := new(Compare_Result)
+	*p = x
+	return p
+}
+
+func (x Compare_Result) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Compare_Result) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftrix_v1_kv_proto_enumTypes[3].Descriptor()
+}
+
+func (Compare_Result) Type() protoreflect.EnumType {
+	return &file_raftrix_v1_kv_proto_enumTypes[3]
+}
+
+func (x Compare_Result) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Compare_Result.Descriptor instead.
+func (Compare_Result) EnumDescriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{13, 1}
+}
+
 // KeyValue is a key with its value and revisions. A key's mod_revision
 // strictly increases over the key's life; version counts writes since the
 // key was (re)created.
@@ -1005,6 +1109,434 @@ func (x *ReplicaDescriptor) GetType() ReplicaDescriptor_Type {
 	return ReplicaDescriptor_VOTER
 }
 
+// Compare is one condition of a transaction, as in etcd. A missing key has
+// version, create_revision and mod_revision 0, so "key is absent" is
+// VERSION EQUAL 0; a VALUE compare on a missing key is false.
+type Compare struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Key            []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Target         Compare_Target         `protobuf:"varint,2,opt,name=target,proto3,enum=raftrix.v1.Compare_Target" json:"target,omitempty"`
+	Result         Compare_Result         `protobuf:"varint,3,opt,name=result,proto3,enum=raftrix.v1.Compare_Result" json:"result,omitempty"`
+	Value          []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Version        int64                  `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	CreateRevision int64                  `protobuf:"varint,6,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	ModRevision    int64                  `protobuf:"varint,7,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Compare) Reset() {
+	*x = Compare{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compare) ProtoMessage() {}
+
+func (x *Compare) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compare.ProtoReflect.Descriptor instead.
+func (*Compare) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Compare) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Compare) GetTarget() Compare_Target {
+	if x != nil {
+		return x.Target
+	}
+	return Compare_VALUE
+}
+
+func (x *Compare) GetResult() Compare_Result {
+	if x != nil {
+		return x.Result
+	}
+	return Compare_EQUAL
+}
+
+func (x *Compare) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Compare) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Compare) GetCreateRevision() int64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *Compare) GetModRevision() int64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+// RequestOp is one operation of a transaction branch. Conditions on puts and
+// deletes (if_absent, expected_*) are not allowed here: they belong in the
+// transaction's compares.
+type RequestOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*RequestOp_Get
+	//	*RequestOp_Put
+	//	*RequestOp_Delete
+	Request       isRequestOp_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestOp) Reset() {
+	*x = RequestOp{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestOp) ProtoMessage() {}
+
+func (x *RequestOp) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestOp.ProtoReflect.Descriptor instead.
+func (*RequestOp) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RequestOp) GetRequest() isRequestOp_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *RequestOp) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Request.(*RequestOp_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *RequestOp) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Request.(*RequestOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *RequestOp) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*RequestOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+type isRequestOp_Request interface {
+	isRequestOp_Request()
+}
+
+type RequestOp_Get struct {
+	Get *GetRequest `protobuf:"bytes,1,opt,name=get,proto3,oneof"`
+}
+
+type RequestOp_Put struct {
+	Put *PutRequest `protobuf:"bytes,2,opt,name=put,proto3,oneof"`
+}
+
+type RequestOp_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
+}
+
+func (*RequestOp_Get) isRequestOp_Request() {}
+
+func (*RequestOp_Put) isRequestOp_Request() {}
+
+func (*RequestOp_Delete) isRequestOp_Request() {}
+
+type ResponseOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Response:
+	//
+	//	*ResponseOp_Get
+	//	*ResponseOp_Put
+	//	*ResponseOp_Delete
+	Response      isResponseOp_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseOp) Reset() {
+	*x = ResponseOp{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseOp) ProtoMessage() {}
+
+func (x *ResponseOp) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseOp.ProtoReflect.Descriptor instead.
+func (*ResponseOp) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ResponseOp) GetResponse() isResponseOp_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ResponseOp) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Response.(*ResponseOp_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *ResponseOp) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Response.(*ResponseOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *ResponseOp) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Response.(*ResponseOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+type isResponseOp_Response interface {
+	isResponseOp_Response()
+}
+
+type ResponseOp_Get struct {
+	Get *GetResponse `protobuf:"bytes,1,opt,name=get,proto3,oneof"`
+}
+
+type ResponseOp_Put struct {
+	Put *PutResponse `protobuf:"bytes,2,opt,name=put,proto3,oneof"`
+}
+
+type ResponseOp_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
+}
+
+func (*ResponseOp_Get) isResponseOp_Response() {}
+
+func (*ResponseOp_Put) isResponseOp_Response() {}
+
+func (*ResponseOp_Delete) isResponseOp_Response() {}
+
+// TxnRequest runs success if every compare holds, failure otherwise, all
+// atomically, across any number of ranges. Within a branch, operations run
+// in order: a get sees an earlier put of the same branch. A key may be
+// written at most once per branch.
+type TxnRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Compare       []*Compare             `protobuf:"bytes,1,rep,name=compare,proto3" json:"compare,omitempty"`
+	Success       []*RequestOp           `protobuf:"bytes,2,rep,name=success,proto3" json:"success,omitempty"`
+	Failure       []*RequestOp           `protobuf:"bytes,3,rep,name=failure,proto3" json:"failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnRequest) Reset() {
+	*x = TxnRequest{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnRequest) ProtoMessage() {}
+
+func (x *TxnRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
+func (*TxnRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TxnRequest) GetCompare() []*Compare {
+	if x != nil {
+		return x.Compare
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetSuccess() []*RequestOp {
+	if x != nil {
+		return x.Success
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetFailure() []*RequestOp {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+type TxnResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Header    *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Succeeded bool                   `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Responses []*ResponseOp          `protobuf:"bytes,3,rep,name=responses,proto3" json:"responses,omitempty"`
+	// revision is the commit revision shared by every write of the
+	// transaction (0 if it wrote nothing).
+	Revision      int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnResponse) Reset() {
+	*x = TxnResponse{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnResponse) ProtoMessage() {}
+
+func (x *TxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
+func (*TxnResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TxnResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TxnResponse) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *TxnResponse) GetResponses() []*ResponseOp {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
+func (x *TxnResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_raftrix_v1_kv_proto protoreflect.FileDescriptor
 
 const file_raftrix_v1_kv_proto_rawDesc = "" +
@@ -1091,12 +1623,53 @@ const file_raftrix_v1_kv_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\x0e2\".raftrix.v1.ReplicaDescriptor.TypeR\x04type\"\x1e\n" +
 	"\x04Type\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
-	"\aLEARNER\x10\x012\xf0\x01\n" +
+	"\aLEARNER\x10\x01\"\x83\x03\n" +
+	"\aCompare\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x122\n" +
+	"\x06target\x18\x02 \x01(\x0e2\x1a.raftrix.v1.Compare.TargetR\x06target\x122\n" +
+	"\x06result\x18\x03 \x01(\x0e2\x1a.raftrix.v1.Compare.ResultR\x06result\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\x12'\n" +
+	"\x0fcreate_revision\x18\x06 \x01(\x03R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\a \x01(\x03R\vmodRevision\"G\n" +
+	"\x06Target\x12\t\n" +
+	"\x05VALUE\x10\x00\x12\v\n" +
+	"\aVERSION\x10\x01\x12\x13\n" +
+	"\x0fCREATE_REVISION\x10\x02\x12\x10\n" +
+	"\fMOD_REVISION\x10\x03\"9\n" +
+	"\x06Result\x12\t\n" +
+	"\x05EQUAL\x10\x00\x12\r\n" +
+	"\tNOT_EQUAL\x10\x01\x12\b\n" +
+	"\x04LESS\x10\x02\x12\v\n" +
+	"\aGREATER\x10\x03\"\xa3\x01\n" +
+	"\tRequestOp\x12*\n" +
+	"\x03get\x18\x01 \x01(\v2\x16.raftrix.v1.GetRequestH\x00R\x03get\x12*\n" +
+	"\x03put\x18\x02 \x01(\v2\x16.raftrix.v1.PutRequestH\x00R\x03put\x123\n" +
+	"\x06delete\x18\x03 \x01(\v2\x19.raftrix.v1.DeleteRequestH\x00R\x06deleteB\t\n" +
+	"\arequest\"\xa8\x01\n" +
+	"\n" +
+	"ResponseOp\x12+\n" +
+	"\x03get\x18\x01 \x01(\v2\x17.raftrix.v1.GetResponseH\x00R\x03get\x12+\n" +
+	"\x03put\x18\x02 \x01(\v2\x17.raftrix.v1.PutResponseH\x00R\x03put\x124\n" +
+	"\x06delete\x18\x03 \x01(\v2\x1a.raftrix.v1.DeleteResponseH\x00R\x06deleteB\n" +
+	"\n" +
+	"\bresponse\"\x9d\x01\n" +
+	"\n" +
+	"TxnRequest\x12-\n" +
+	"\acompare\x18\x01 \x03(\v2\x13.raftrix.v1.CompareR\acompare\x12/\n" +
+	"\asuccess\x18\x02 \x03(\v2\x15.raftrix.v1.RequestOpR\asuccess\x12/\n" +
+	"\afailure\x18\x03 \x03(\v2\x15.raftrix.v1.RequestOpR\afailure\"\xb1\x01\n" +
+	"\vTxnResponse\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.raftrix.v1.ResponseHeaderR\x06header\x12\x1c\n" +
+	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x124\n" +
+	"\tresponses\x18\x03 \x03(\v2\x16.raftrix.v1.ResponseOpR\tresponses\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision2\xa8\x02\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.raftrix.v1.GetRequest\x1a\x17.raftrix.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.raftrix.v1.PutRequest\x1a\x17.raftrix.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.raftrix.v1.DeleteRequest\x1a\x1a.raftrix.v1.DeleteResponse\x129\n" +
-	"\x04Scan\x12\x17.raftrix.v1.ScanRequest\x1a\x18.raftrix.v1.ScanResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
+	"\x04Scan\x12\x17.raftrix.v1.ScanRequest\x1a\x18.raftrix.v1.ScanResponse\x126\n" +
+	"\x03Txn\x12\x16.raftrix.v1.TxnRequest\x1a\x17.raftrix.v1.TxnResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
 
 var (
 	file_raftrix_v1_kv_proto_rawDescOnce sync.Once
@@ -1110,51 +1683,73 @@ func file_raftrix_v1_kv_proto_rawDescGZIP() []byte {
 	return file_raftrix_v1_kv_proto_rawDescData
 }
 
-var file_raftrix_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raftrix_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_raftrix_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_raftrix_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_raftrix_v1_kv_proto_goTypes = []any{
 	(RoutingError_Reason)(0),    // 0: raftrix.v1.RoutingError.Reason
 	(ReplicaDescriptor_Type)(0), // 1: raftrix.v1.ReplicaDescriptor.Type
-	(*KeyValue)(nil),            // 2: raftrix.v1.KeyValue
-	(*ResponseHeader)(nil),      // 3: raftrix.v1.ResponseHeader
-	(*GetRequest)(nil),          // 4: raftrix.v1.GetRequest
-	(*GetResponse)(nil),         // 5: raftrix.v1.GetResponse
-	(*PutRequest)(nil),          // 6: raftrix.v1.PutRequest
-	(*PutResponse)(nil),         // 7: raftrix.v1.PutResponse
-	(*DeleteRequest)(nil),       // 8: raftrix.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 9: raftrix.v1.DeleteResponse
-	(*ScanRequest)(nil),         // 10: raftrix.v1.ScanRequest
-	(*ScanResponse)(nil),        // 11: raftrix.v1.ScanResponse
-	(*RoutingError)(nil),        // 12: raftrix.v1.RoutingError
-	(*RangeDescriptor)(nil),     // 13: raftrix.v1.RangeDescriptor
-	(*ReplicaDescriptor)(nil),   // 14: raftrix.v1.ReplicaDescriptor
+	(Compare_Target)(0),         // 2: raftrix.v1.Compare.Target
+	(Compare_Result)(0),         // 3: raftrix.v1.Compare.Result
+	(*KeyValue)(nil),            // 4: raftrix.v1.KeyValue
+	(*ResponseHeader)(nil),      // 5: raftrix.v1.ResponseHeader
+	(*GetRequest)(nil),          // 6: raftrix.v1.GetRequest
+	(*GetResponse)(nil),         // 7: raftrix.v1.GetResponse
+	(*PutRequest)(nil),          // 8: raftrix.v1.PutRequest
+	(*PutResponse)(nil),         // 9: raftrix.v1.PutResponse
+	(*DeleteRequest)(nil),       // 10: raftrix.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 11: raftrix.v1.DeleteResponse
+	(*ScanRequest)(nil),         // 12: raftrix.v1.ScanRequest
+	(*ScanResponse)(nil),        // 13: raftrix.v1.ScanResponse
+	(*RoutingError)(nil),        // 14: raftrix.v1.RoutingError
+	(*RangeDescriptor)(nil),     // 15: raftrix.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),   // 16: raftrix.v1.ReplicaDescriptor
+	(*Compare)(nil),             // 17: raftrix.v1.Compare
+	(*RequestOp)(nil),           // 18: raftrix.v1.RequestOp
+	(*ResponseOp)(nil),          // 19: raftrix.v1.ResponseOp
+	(*TxnRequest)(nil),          // 20: raftrix.v1.TxnRequest
+	(*TxnResponse)(nil),         // 21: raftrix.v1.TxnResponse
 }
 var file_raftrix_v1_kv_proto_depIdxs = []int32{
-	3,  // 0: raftrix.v1.GetResponse.header:type_name -> raftrix.v1.ResponseHeader
-	2,  // 1: raftrix.v1.GetResponse.kv:type_name -> raftrix.v1.KeyValue
-	3,  // 2: raftrix.v1.PutResponse.header:type_name -> raftrix.v1.ResponseHeader
-	2,  // 3: raftrix.v1.PutResponse.kv:type_name -> raftrix.v1.KeyValue
-	2,  // 4: raftrix.v1.PutResponse.prev_kv:type_name -> raftrix.v1.KeyValue
-	3,  // 5: raftrix.v1.DeleteResponse.header:type_name -> raftrix.v1.ResponseHeader
-	2,  // 6: raftrix.v1.DeleteResponse.prev_kv:type_name -> raftrix.v1.KeyValue
-	2,  // 7: raftrix.v1.ScanResponse.kvs:type_name -> raftrix.v1.KeyValue
+	5,  // 0: raftrix.v1.GetResponse.header:type_name -> raftrix.v1.ResponseHeader
+	4,  // 1: raftrix.v1.GetResponse.kv:type_name -> raftrix.v1.KeyValue
+	5,  // 2: raftrix.v1.PutResponse.header:type_name -> raftrix.v1.ResponseHeader
+	4,  // 3: raftrix.v1.PutResponse.kv:type_name -> raftrix.v1.KeyValue
+	4,  // 4: raftrix.v1.PutResponse.prev_kv:type_name -> raftrix.v1.KeyValue
+	5,  // 5: raftrix.v1.DeleteResponse.header:type_name -> raftrix.v1.ResponseHeader
+	4,  // 6: raftrix.v1.DeleteResponse.prev_kv:type_name -> raftrix.v1.KeyValue
+	4,  // 7: raftrix.v1.ScanResponse.kvs:type_name -> raftrix.v1.KeyValue
 	0,  // 8: raftrix.v1.RoutingError.reason:type_name -> raftrix.v1.RoutingError.Reason
-	13, // 9: raftrix.v1.RoutingError.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	14, // 10: raftrix.v1.RangeDescriptor.replicas:type_name -> raftrix.v1.ReplicaDescriptor
+	15, // 9: raftrix.v1.RoutingError.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	16, // 10: raftrix.v1.RangeDescriptor.replicas:type_name -> raftrix.v1.ReplicaDescriptor
 	1,  // 11: raftrix.v1.ReplicaDescriptor.type:type_name -> raftrix.v1.ReplicaDescriptor.Type
-	4,  // 12: raftrix.v1.KV.Get:input_type -> raftrix.v1.GetRequest
-	6,  // 13: raftrix.v1.KV.Put:input_type -> raftrix.v1.PutRequest
-	8,  // 14: raftrix.v1.KV.Delete:input_type -> raftrix.v1.DeleteRequest
-	10, // 15: raftrix.v1.KV.Scan:input_type -> raftrix.v1.ScanRequest
-	5,  // 16: raftrix.v1.KV.Get:output_type -> raftrix.v1.GetResponse
-	7,  // 17: raftrix.v1.KV.Put:output_type -> raftrix.v1.PutResponse
-	9,  // 18: raftrix.v1.KV.Delete:output_type -> raftrix.v1.DeleteResponse
-	11, // 19: raftrix.v1.KV.Scan:output_type -> raftrix.v1.ScanResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 12: raftrix.v1.Compare.target:type_name -> raftrix.v1.Compare.Target
+	3,  // 13: raftrix.v1.Compare.result:type_name -> raftrix.v1.Compare.Result
+	6,  // 14: raftrix.v1.RequestOp.get:type_name -> raftrix.v1.GetRequest
+	8,  // 15: raftrix.v1.RequestOp.put:type_name -> raftrix.v1.PutRequest
+	10, // 16: raftrix.v1.RequestOp.delete:type_name -> raftrix.v1.DeleteRequest
+	7,  // 17: raftrix.v1.ResponseOp.get:type_name -> raftrix.v1.GetResponse
+	9,  // 18: raftrix.v1.ResponseOp.put:type_name -> raftrix.v1.PutResponse
+	11, // 19: raftrix.v1.ResponseOp.delete:type_name -> raftrix.v1.DeleteResponse
+	17, // 20: raftrix.v1.TxnRequest.compare:type_name -> raftrix.v1.Compare
+	18, // 21: raftrix.v1.TxnRequest.success:type_name -> raftrix.v1.RequestOp
+	18, // 22: raftrix.v1.TxnRequest.failure:type_name -> raftrix.v1.RequestOp
+	5,  // 23: raftrix.v1.TxnResponse.header:type_name -> raftrix.v1.ResponseHeader
+	19, // 24: raftrix.v1.TxnResponse.responses:type_name -> raftrix.v1.ResponseOp
+	6,  // 25: raftrix.v1.KV.Get:input_type -> raftrix.v1.GetRequest
+	8,  // 26: raftrix.v1.KV.Put:input_type -> raftrix.v1.PutRequest
+	10, // 27: raftrix.v1.KV.Delete:input_type -> raftrix.v1.DeleteRequest
+	12, // 28: raftrix.v1.KV.Scan:input_type -> raftrix.v1.ScanRequest
+	20, // 29: raftrix.v1.KV.Txn:input_type -> raftrix.v1.TxnRequest
+	7,  // 30: raftrix.v1.KV.Get:output_type -> raftrix.v1.GetResponse
+	9,  // 31: raftrix.v1.KV.Put:output_type -> raftrix.v1.PutResponse
+	11, // 32: raftrix.v1.KV.Delete:output_type -> raftrix.v1.DeleteResponse
+	13, // 33: raftrix.v1.KV.Scan:output_type -> raftrix.v1.ScanResponse
+	21, // 34: raftrix.v1.KV.Txn:output_type -> raftrix.v1.TxnResponse
+	30, // [30:35] is the sub-list for method output_type
+	25, // [25:30] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_kv_proto_init() }
@@ -1164,13 +1759,23 @@ func file_raftrix_v1_kv_proto_init() {
 	}
 	file_raftrix_v1_kv_proto_msgTypes[4].OneofWrappers = []any{}
 	file_raftrix_v1_kv_proto_msgTypes[6].OneofWrappers = []any{}
+	file_raftrix_v1_kv_proto_msgTypes[14].OneofWrappers = []any{
+		(*RequestOp_Get)(nil),
+		(*RequestOp_Put)(nil),
+		(*RequestOp_Delete)(nil),
+	}
+	file_raftrix_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
+		(*ResponseOp_Get)(nil),
+		(*ResponseOp_Put)(nil),
+		(*ResponseOp_Delete)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_kv_proto_rawDesc), len(file_raftrix_v1_kv_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   13,
+			NumEnums:      4,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TxnRecord_Status int32
+
+const (
+	TxnRecord_PENDING   TxnRecord_Status = 0
+	TxnRecord_COMMITTED TxnRecord_Status = 1
+	TxnRecord_ABORTED   TxnRecord_Status = 2
+)
+
+// Enum value maps for TxnRecord_Status.
+var (
+	TxnRecord_Status_name = map[int32]string{
+		0: "PENDING",
+		1: "COMMITTED",
+		2: "ABORTED",
+	}
+	TxnRecord_Status_value = map[string]int32{
+		"PENDING":   0,
+		"COMMITTED": 1,
+		"ABORTED":   2,
+	}
+)
+
+func (x TxnRecord_Status) Enum() *TxnRecord_Status {
+	p := new(TxnRecord_Status)
+	*p = x
+	return p
+}
+
+func (x TxnRecord_Status) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxnRecord_Status) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftrix_v1_storage_proto_enumTypes[0].Descriptor()
+}
+
+func (TxnRecord_Status) Type() protoreflect.EnumType {
+	return &file_raftrix_v1_storage_proto_enumTypes[0]
+}
+
+func (x TxnRecord_Status) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TxnRecord_Status.Descriptor instead.
+func (TxnRecord_Status) EnumDescriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{7, 0}
+}
+
 // ValueRecord is the stored form of a user key's value.
 type ValueRecord struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -28,8 +77,11 @@ type ValueRecord struct {
 	CreateRevision int64                  `protobuf:"varint,2,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
 	ModRevision    int64                  `protobuf:"varint,3,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
 	Version        int64                  `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// intent is set while a transaction holds the key. mod_revision 0 means
+	// the key has no committed value (only the intent).
+	Intent        *Intent `protobuf:"bytes,5,opt,name=intent,proto3" json:"intent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ValueRecord) Reset() {
@@ -90,6 +142,13 @@ func (x *ValueRecord) GetVersion() int64 {
 	return 0
 }
 
+func (x *ValueRecord) GetIntent() *Intent {
+	if x != nil {
+		return x.Intent
+	}
+	return nil
+}
+
 // RaftCommand is the payload of a normal Raft log entry.
 type RaftCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -104,6 +163,12 @@ type RaftCommand struct {
 	//
 	//	*RaftCommand_Put
 	//	*RaftCommand_Delete
+	//	*RaftCommand_Txn
+	//	*RaftCommand_Prepare
+	//	*RaftCommand_End
+	//	*RaftCommand_Push
+	//	*RaftCommand_Heartbeat
+	//	*RaftCommand_Resolve
 	Op            isRaftCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -178,6 +243,60 @@ func (x *RaftCommand) GetDelete() *DeleteRequest {
 	return nil
 }
 
+func (x *RaftCommand) GetTxn() *TxnOnePC {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+func (x *RaftCommand) GetPrepare() *TxnPrepare {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_Prepare); ok {
+			return x.Prepare
+		}
+	}
+	return nil
+}
+
+func (x *RaftCommand) GetEnd() *TxnEnd {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *RaftCommand) GetPush() *TxnPush {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
+func (x *RaftCommand) GetHeartbeat() *TxnHeartbeat {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *RaftCommand) GetResolve() *ResolveIntents {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_Resolve); ok {
+			return x.Resolve
+		}
+	}
+	return nil
+}
+
 type isRaftCommand_Op interface {
 	isRaftCommand_Op()
 }
@@ -190,9 +309,45 @@ type RaftCommand_Delete struct {
 	Delete *DeleteRequest `protobuf:"bytes,4,opt,name=delete,proto3,oneof"`
 }
 
+type RaftCommand_Txn struct {
+	Txn *TxnOnePC `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
+type RaftCommand_Prepare struct {
+	Prepare *TxnPrepare `protobuf:"bytes,6,opt,name=prepare,proto3,oneof"`
+}
+
+type RaftCommand_End struct {
+	End *TxnEnd `protobuf:"bytes,7,opt,name=end,proto3,oneof"`
+}
+
+type RaftCommand_Push struct {
+	Push *TxnPush `protobuf:"bytes,8,opt,name=push,proto3,oneof"`
+}
+
+type RaftCommand_Heartbeat struct {
+	Heartbeat *TxnHeartbeat `protobuf:"bytes,9,opt,name=heartbeat,proto3,oneof"`
+}
+
+type RaftCommand_Resolve struct {
+	Resolve *ResolveIntents `protobuf:"bytes,10,opt,name=resolve,proto3,oneof"`
+}
+
 func (*RaftCommand_Put) isRaftCommand_Op() {}
 
 func (*RaftCommand_Delete) isRaftCommand_Op() {}
+
+func (*RaftCommand_Txn) isRaftCommand_Op() {}
+
+func (*RaftCommand_Prepare) isRaftCommand_Op() {}
+
+func (*RaftCommand_End) isRaftCommand_Op() {}
+
+func (*RaftCommand_Push) isRaftCommand_Op() {}
+
+func (*RaftCommand_Heartbeat) isRaftCommand_Op() {}
+
+func (*RaftCommand_Resolve) isRaftCommand_Op() {}
 
 // AppliedState is stored with every applied batch.
 type AppliedState struct {
@@ -372,23 +527,1149 @@ func (x *SnapshotData) GetLastRevision() int64 {
 	return 0
 }
 
+// Intent is a lock a prepared transaction holds on a key, with the write it
+// makes on each branch. It lives in the key's ValueRecord beside the last
+// committed value, which readers keep seeing until the intent is resolved.
+type Intent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	TxnId []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	// primary_key addresses the transaction record.
+	PrimaryKey []byte `protobuf:"bytes,2,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	// The write to make if the transaction commits with that branch; unset
+	// means the branch leaves the key alone.
+	OnSuccess *TxnWrite `protobuf:"bytes,3,opt,name=on_success,json=onSuccess,proto3" json:"on_success,omitempty"`
+	OnFailure *TxnWrite `protobuf:"bytes,4,opt,name=on_failure,json=onFailure,proto3" json:"on_failure,omitempty"`
+	// priority orders conflicting transactions: lower (older) wins.
+	Priority      int64 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Intent) Reset() {
+	*x = Intent{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Intent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Intent) ProtoMessage() {}
+
+func (x *Intent) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Intent.ProtoReflect.Descriptor instead.
+func (*Intent) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Intent) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
+func (x *Intent) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *Intent) GetOnSuccess() *TxnWrite {
+	if x != nil {
+		return x.OnSuccess
+	}
+	return nil
+}
+
+func (x *Intent) GetOnFailure() *TxnWrite {
+	if x != nil {
+		return x.OnFailure
+	}
+	return nil
+}
+
+func (x *Intent) GetPriority() int64 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+type TxnWrite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delete        bool                   `protobuf:"varint,1,opt,name=delete,proto3" json:"delete,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnWrite) Reset() {
+	*x = TxnWrite{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnWrite) ProtoMessage() {}
+
+func (x *TxnWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
+func (*TxnWrite) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TxnWrite) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *TxnWrite) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// TxnRecord is the single source of truth of a transaction's outcome. It is
+// stored on the range holding the primary key; writing COMMITTED into it is
+// the commit point.
+type TxnRecord struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TxnId  []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Status TxnRecord_Status       `protobuf:"varint,2,opt,name=status,proto3,enum=raftrix.v1.TxnRecord_Status" json:"status,omitempty"`
+	// succeeded is the branch a COMMITTED transaction took.
+	Succeeded      bool  `protobuf:"varint,3,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	CommitRevision int64 `protobuf:"varint,4,opt,name=commit_revision,json=commitRevision,proto3" json:"commit_revision,omitempty"`
+	// heartbeat is the HLC time of the coordinator's last sign of life; a
+	// PENDING record whose heartbeat is older than the expiry may be aborted
+	// by anyone.
+	Heartbeat     int64 `protobuf:"varint,5,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	Priority      int64 `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnRecord) Reset() {
+	*x = TxnRecord{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnRecord) ProtoMessage() {}
+
+func (x *TxnRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
+func (*TxnRecord) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TxnRecord) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
+func (x *TxnRecord) GetStatus() TxnRecord_Status {
+	if x != nil {
+		return x.Status
+	}
+	return TxnRecord_PENDING
+}
+
+func (x *TxnRecord) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *TxnRecord) GetCommitRevision() int64 {
+	if x != nil {
+		return x.CommitRevision
+	}
+	return 0
+}
+
+func (x *TxnRecord) GetHeartbeat() int64 {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return 0
+}
+
+func (x *TxnRecord) GetPriority() int64 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+// TxnOnePC is a transaction whose keys all lie in one range: one command.
+type TxnOnePC struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Txn           *TxnRequest            `protobuf:"bytes,1,opt,name=txn,proto3" json:"txn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnOnePC) Reset() {
+	*x = TxnOnePC{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnOnePC) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnOnePC) ProtoMessage() {}
+
+func (x *TxnOnePC) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnOnePC.ProtoReflect.Descriptor instead.
+func (*TxnOnePC) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TxnOnePC) GetTxn() *TxnRequest {
+	if x != nil {
+		return x.Txn
+	}
+	return nil
+}
+
+// TxnPrepare locks one participant range's keys with intents and evaluates
+// its compares and both branches' operations under the lock.
+type TxnPrepare struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TxnId      []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	PrimaryKey []byte                 `protobuf:"bytes,2,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	Priority   int64                  `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`
+	Compare    []*Compare             `protobuf:"bytes,4,rep,name=compare,proto3" json:"compare,omitempty"`
+	// success and failure hold this range's operations, each with its index
+	// in the original branch.
+	Success []*IndexedOp `protobuf:"bytes,5,rep,name=success,proto3" json:"success,omitempty"`
+	Failure []*IndexedOp `protobuf:"bytes,6,rep,name=failure,proto3" json:"failure,omitempty"`
+	// write_record is set on the primary's range: the prepare also creates the
+	// PENDING record, unless the transaction was already aborted.
+	WriteRecord   bool  `protobuf:"varint,7,opt,name=write_record,json=writeRecord,proto3" json:"write_record,omitempty"`
+	Heartbeat     int64 `protobuf:"varint,8,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnPrepare) Reset() {
+	*x = TxnPrepare{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnPrepare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnPrepare) ProtoMessage() {}
+
+func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnPrepare.ProtoReflect.Descriptor instead.
+func (*TxnPrepare) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TxnPrepare) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
+func (x *TxnPrepare) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *TxnPrepare) GetPriority() int64 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *TxnPrepare) GetCompare() []*Compare {
+	if x != nil {
+		return x.Compare
+	}
+	return nil
+}
+
+func (x *TxnPrepare) GetSuccess() []*IndexedOp {
+	if x != nil {
+		return x.Success
+	}
+	return nil
+}
+
+func (x *TxnPrepare) GetFailure() []*IndexedOp {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+func (x *TxnPrepare) GetWriteRecord() bool {
+	if x != nil {
+		return x.WriteRecord
+	}
+	return false
+}
+
+func (x *TxnPrepare) GetHeartbeat() int64 {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return 0
+}
+
+type IndexedOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Op            *RequestOp             `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexedOp) Reset() {
+	*x = IndexedOp{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexedOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexedOp) ProtoMessage() {}
+
+func (x *IndexedOp) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexedOp.ProtoReflect.Descriptor instead.
+func (*IndexedOp) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IndexedOp) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *IndexedOp) GetOp() *RequestOp {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+// TxnPrepareResult is what a participant reports to the coordinator.
+type TxnPrepareResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// conflict is set if a key is locked by another transaction; nothing was
+	// written.
+	Conflict    *Intent `protobuf:"bytes,1,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	ConflictKey []byte  `protobuf:"bytes,2,opt,name=conflict_key,json=conflictKey,proto3" json:"conflict_key,omitempty"`
+	// aborted is set when the record was found ABORTED: someone gave up on
+	// this transaction.
+	Aborted        bool               `protobuf:"varint,3,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	CompareResults []bool             `protobuf:"varint,4,rep,packed,name=compare_results,json=compareResults,proto3" json:"compare_results,omitempty"`
+	Success        []*IndexedResponse `protobuf:"bytes,5,rep,name=success,proto3" json:"success,omitempty"`
+	Failure        []*IndexedResponse `protobuf:"bytes,6,rep,name=failure,proto3" json:"failure,omitempty"`
+	// last_revision lets the coordinator choose a commit revision above every
+	// revision the participant has handed out.
+	LastRevision  int64 `protobuf:"varint,7,opt,name=last_revision,json=lastRevision,proto3" json:"last_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnPrepareResult) Reset() {
+	*x = TxnPrepareResult{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnPrepareResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnPrepareResult) ProtoMessage() {}
+
+func (x *TxnPrepareResult) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnPrepareResult.ProtoReflect.Descriptor instead.
+func (*TxnPrepareResult) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TxnPrepareResult) GetConflict() *Intent {
+	if x != nil {
+		return x.Conflict
+	}
+	return nil
+}
+
+func (x *TxnPrepareResult) GetConflictKey() []byte {
+	if x != nil {
+		return x.ConflictKey
+	}
+	return nil
+}
+
+func (x *TxnPrepareResult) GetAborted() bool {
+	if x != nil {
+		return x.Aborted
+	}
+	return false
+}
+
+func (x *TxnPrepareResult) GetCompareResults() []bool {
+	if x != nil {
+		return x.CompareResults
+	}
+	return nil
+}
+
+func (x *TxnPrepareResult) GetSuccess() []*IndexedResponse {
+	if x != nil {
+		return x.Success
+	}
+	return nil
+}
+
+func (x *TxnPrepareResult) GetFailure() []*IndexedResponse {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+func (x *TxnPrepareResult) GetLastRevision() int64 {
+	if x != nil {
+		return x.LastRevision
+	}
+	return 0
+}
+
+type IndexedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Response      *ResponseOp            `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexedResponse) Reset() {
+	*x = IndexedResponse{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexedResponse) ProtoMessage() {}
+
+func (x *IndexedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexedResponse.ProtoReflect.Descriptor instead.
+func (*IndexedResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *IndexedResponse) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *IndexedResponse) GetResponse() *ResponseOp {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+// TxnEnd moves the record from PENDING to COMMITTED or ABORTED; if the record
+// is missing it is written ABORTED (a commit is refused).
+type TxnEnd struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TxnId          []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	PrimaryKey     []byte                 `protobuf:"bytes,2,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	Commit         bool                   `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	Succeeded      bool                   `protobuf:"varint,4,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	CommitRevision int64                  `protobuf:"varint,5,opt,name=commit_revision,json=commitRevision,proto3" json:"commit_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TxnEnd) Reset() {
+	*x = TxnEnd{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnEnd) ProtoMessage() {}
+
+func (x *TxnEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnEnd.ProtoReflect.Descriptor instead.
+func (*TxnEnd) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TxnEnd) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
+func (x *TxnEnd) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *TxnEnd) GetCommit() bool {
+	if x != nil {
+		return x.Commit
+	}
+	return false
+}
+
+func (x *TxnEnd) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *TxnEnd) GetCommitRevision() int64 {
+	if x != nil {
+		return x.CommitRevision
+	}
+	return 0
+}
+
+// TxnPush is sent by anyone who meets an intent: it returns the record, and
+// aborts it if it is missing, or PENDING with a heartbeat older than
+// expire_before, or PENDING and force is set (the pusher has priority).
+type TxnPush struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TxnId        []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	PrimaryKey   []byte                 `protobuf:"bytes,2,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	ExpireBefore int64                  `protobuf:"varint,3,opt,name=expire_before,json=expireBefore,proto3" json:"expire_before,omitempty"`
+	Force        bool                   `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
+	// txn_timestamp is when the transaction started (from its intent). A
+	// missing record of a transaction younger than expire_before is not
+	// aborted: its coordinator may not have written it yet.
+	TxnTimestamp  int64 `protobuf:"varint,5,opt,name=txn_timestamp,json=txnTimestamp,proto3" json:"txn_timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnPush) Reset() {
+	*x = TxnPush{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnPush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnPush) ProtoMessage() {}
+
+func (x *TxnPush) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnPush.ProtoReflect.Descriptor instead.
+func (*TxnPush) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TxnPush) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
+func (x *TxnPush) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *TxnPush) GetExpireBefore() int64 {
+	if x != nil {
+		return x.ExpireBefore
+	}
+	return 0
+}
+
+func (x *TxnPush) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *TxnPush) GetTxnTimestamp() int64 {
+	if x != nil {
+		return x.TxnTimestamp
+	}
+	return 0
+}
+
+// TxnHeartbeat refreshes a PENDING record's heartbeat.
+type TxnHeartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnId         []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	PrimaryKey    []byte                 `protobuf:"bytes,2,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	Heartbeat     int64                  `protobuf:"varint,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnHeartbeat) Reset() {
+	*x = TxnHeartbeat{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnHeartbeat) ProtoMessage() {}
+
+func (x *TxnHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnHeartbeat.ProtoReflect.Descriptor instead.
+func (*TxnHeartbeat) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TxnHeartbeat) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
+func (x *TxnHeartbeat) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *TxnHeartbeat) GetHeartbeat() int64 {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return 0
+}
+
+// ResolveIntents applies (COMMITTED) or drops (ABORTED) a transaction's
+// intents on keys of one range, and deletes its record if it is on this
+// range and delete_record is set.
+type ResolveIntents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TxnId         []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	Record        *TxnRecord             `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	Keys          [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	PrimaryKey    []byte                 `protobuf:"bytes,4,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	DeleteRecord  bool                   `protobuf:"varint,5,opt,name=delete_record,json=deleteRecord,proto3" json:"delete_record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveIntents) Reset() {
+	*x = ResolveIntents{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveIntents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveIntents) ProtoMessage() {}
+
+func (x *ResolveIntents) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveIntents.ProtoReflect.Descriptor instead.
+func (*ResolveIntents) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ResolveIntents) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
+func (x *ResolveIntents) GetRecord() *TxnRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ResolveIntents) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ResolveIntents) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *ResolveIntents) GetDeleteRecord() bool {
+	if x != nil {
+		return x.DeleteRecord
+	}
+	return false
+}
+
+// InternalRequest is a per-range transaction command sent between nodes,
+// routed to the leader of the range holding key.
+type InternalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*InternalRequest_Prepare
+	//	*InternalRequest_End
+	//	*InternalRequest_Push
+	//	*InternalRequest_Heartbeat
+	//	*InternalRequest_Resolve
+	//	*InternalRequest_OnePc
+	Op            isInternalRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InternalRequest) Reset() {
+	*x = InternalRequest{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InternalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InternalRequest) ProtoMessage() {}
+
+func (x *InternalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InternalRequest.ProtoReflect.Descriptor instead.
+func (*InternalRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *InternalRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *InternalRequest) GetOp() isInternalRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *InternalRequest) GetPrepare() *TxnPrepare {
+	if x != nil {
+		if x, ok := x.Op.(*InternalRequest_Prepare); ok {
+			return x.Prepare
+		}
+	}
+	return nil
+}
+
+func (x *InternalRequest) GetEnd() *TxnEnd {
+	if x != nil {
+		if x, ok := x.Op.(*InternalRequest_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *InternalRequest) GetPush() *TxnPush {
+	if x != nil {
+		if x, ok := x.Op.(*InternalRequest_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
+func (x *InternalRequest) GetHeartbeat() *TxnHeartbeat {
+	if x != nil {
+		if x, ok := x.Op.(*InternalRequest_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *InternalRequest) GetResolve() *ResolveIntents {
+	if x != nil {
+		if x, ok := x.Op.(*InternalRequest_Resolve); ok {
+			return x.Resolve
+		}
+	}
+	return nil
+}
+
+func (x *InternalRequest) GetOnePc() *TxnOnePC {
+	if x != nil {
+		if x, ok := x.Op.(*InternalRequest_OnePc); ok {
+			return x.OnePc
+		}
+	}
+	return nil
+}
+
+type isInternalRequest_Op interface {
+	isInternalRequest_Op()
+}
+
+type InternalRequest_Prepare struct {
+	Prepare *TxnPrepare `protobuf:"bytes,2,opt,name=prepare,proto3,oneof"`
+}
+
+type InternalRequest_End struct {
+	End *TxnEnd `protobuf:"bytes,3,opt,name=end,proto3,oneof"`
+}
+
+type InternalRequest_Push struct {
+	Push *TxnPush `protobuf:"bytes,4,opt,name=push,proto3,oneof"`
+}
+
+type InternalRequest_Heartbeat struct {
+	Heartbeat *TxnHeartbeat `protobuf:"bytes,5,opt,name=heartbeat,proto3,oneof"`
+}
+
+type InternalRequest_Resolve struct {
+	Resolve *ResolveIntents `protobuf:"bytes,6,opt,name=resolve,proto3,oneof"`
+}
+
+type InternalRequest_OnePc struct {
+	OnePc *TxnOnePC `protobuf:"bytes,7,opt,name=one_pc,json=onePc,proto3,oneof"`
+}
+
+func (*InternalRequest_Prepare) isInternalRequest_Op() {}
+
+func (*InternalRequest_End) isInternalRequest_Op() {}
+
+func (*InternalRequest_Push) isInternalRequest_Op() {}
+
+func (*InternalRequest_Heartbeat) isInternalRequest_Op() {}
+
+func (*InternalRequest_Resolve) isInternalRequest_Op() {}
+
+func (*InternalRequest_OnePc) isInternalRequest_Op() {}
+
+type InternalResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Prepare *TxnPrepareResult      `protobuf:"bytes,1,opt,name=prepare,proto3" json:"prepare,omitempty"`
+	// record is the transaction record after an end, push or heartbeat
+	// (status ABORTED with an empty txn_id if there was none and none was
+	// written).
+	Record *TxnRecord `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	// txn is the outcome of a one-range transaction.
+	Txn *TxnResponse `protobuf:"bytes,3,opt,name=txn,proto3" json:"txn,omitempty"`
+	// conflict is set when a one-range transaction met another transaction's
+	// intent on conflict_key; nothing was written.
+	Conflict      *Intent `protobuf:"bytes,4,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	ConflictKey   []byte  `protobuf:"bytes,5,opt,name=conflict_key,json=conflictKey,proto3" json:"conflict_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InternalResponse) Reset() {
+	*x = InternalResponse{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InternalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InternalResponse) ProtoMessage() {}
+
+func (x *InternalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InternalResponse.ProtoReflect.Descriptor instead.
+func (*InternalResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *InternalResponse) GetPrepare() *TxnPrepareResult {
+	if x != nil {
+		return x.Prepare
+	}
+	return nil
+}
+
+func (x *InternalResponse) GetRecord() *TxnRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *InternalResponse) GetTxn() *TxnResponse {
+	if x != nil {
+		return x.Txn
+	}
+	return nil
+}
+
+func (x *InternalResponse) GetConflict() *Intent {
+	if x != nil {
+		return x.Conflict
+	}
+	return nil
+}
+
+func (x *InternalResponse) GetConflictKey() []byte {
+	if x != nil {
+		return x.ConflictKey
+	}
+	return nil
+}
+
 var File_raftrix_v1_storage_proto protoreflect.FileDescriptor
 
 const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\n" +
 	"\x18raftrix/v1/storage.proto\x12\n" +
-	"raftrix.v1\x1a\x13raftrix/v1/kv.proto\"\x89\x01\n" +
+	"raftrix.v1\x1a\x13raftrix/v1/kv.proto\"\xb5\x01\n" +
 	"\vValueRecord\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12'\n" +
 	"\x0fcreate_revision\x18\x02 \x01(\x03R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x03 \x01(\x03R\vmodRevision\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\x03R\aversion\"\xb1\x01\n" +
+	"\aversion\x18\x04 \x01(\x03R\aversion\x12*\n" +
+	"\x06intent\x18\x05 \x01(\v2\x12.raftrix.v1.IntentR\x06intent\"\xd4\x03\n" +
 	"\vRaftCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12*\n" +
 	"\x03put\x18\x03 \x01(\v2\x16.raftrix.v1.PutRequestH\x00R\x03put\x123\n" +
-	"\x06delete\x18\x04 \x01(\v2\x19.raftrix.v1.DeleteRequestH\x00R\x06deleteB\x04\n" +
+	"\x06delete\x18\x04 \x01(\v2\x19.raftrix.v1.DeleteRequestH\x00R\x06delete\x12(\n" +
+	"\x03txn\x18\x05 \x01(\v2\x14.raftrix.v1.TxnOnePCH\x00R\x03txn\x122\n" +
+	"\aprepare\x18\x06 \x01(\v2\x16.raftrix.v1.TxnPrepareH\x00R\aprepare\x12&\n" +
+	"\x03end\x18\a \x01(\v2\x12.raftrix.v1.TxnEndH\x00R\x03end\x12)\n" +
+	"\x04push\x18\b \x01(\v2\x13.raftrix.v1.TxnPushH\x00R\x04push\x128\n" +
+	"\theartbeat\x18\t \x01(\v2\x18.raftrix.v1.TxnHeartbeatH\x00R\theartbeat\x126\n" +
+	"\aresolve\x18\n" +
+	" \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolveB\x04\n" +
 	"\x02op\"|\n" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
@@ -403,7 +1684,100 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\n" +
 	"descriptor\x12#\n" +
-	"\rlast_revision\x18\x02 \x01(\x03R\flastRevisionB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
+	"\rlast_revision\x18\x02 \x01(\x03R\flastRevision\"\xc6\x01\n" +
+	"\x06Intent\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
+	"\vprimary_key\x18\x02 \x01(\fR\n" +
+	"primaryKey\x123\n" +
+	"\n" +
+	"on_success\x18\x03 \x01(\v2\x14.raftrix.v1.TxnWriteR\tonSuccess\x123\n" +
+	"\n" +
+	"on_failure\x18\x04 \x01(\v2\x14.raftrix.v1.TxnWriteR\tonFailure\x12\x1a\n" +
+	"\bpriority\x18\x05 \x01(\x03R\bpriority\"8\n" +
+	"\bTxnWrite\x12\x16\n" +
+	"\x06delete\x18\x01 \x01(\bR\x06delete\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x8c\x02\n" +
+	"\tTxnRecord\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x124\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1c.raftrix.v1.TxnRecord.StatusR\x06status\x12\x1c\n" +
+	"\tsucceeded\x18\x03 \x01(\bR\tsucceeded\x12'\n" +
+	"\x0fcommit_revision\x18\x04 \x01(\x03R\x0ecommitRevision\x12\x1c\n" +
+	"\theartbeat\x18\x05 \x01(\x03R\theartbeat\x12\x1a\n" +
+	"\bpriority\x18\x06 \x01(\x03R\bpriority\"1\n" +
+	"\x06Status\x12\v\n" +
+	"\aPENDING\x10\x00\x12\r\n" +
+	"\tCOMMITTED\x10\x01\x12\v\n" +
+	"\aABORTED\x10\x02\"4\n" +
+	"\bTxnOnePC\x12(\n" +
+	"\x03txn\x18\x01 \x01(\v2\x16.raftrix.v1.TxnRequestR\x03txn\"\xb2\x02\n" +
+	"\n" +
+	"TxnPrepare\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
+	"\vprimary_key\x18\x02 \x01(\fR\n" +
+	"primaryKey\x12\x1a\n" +
+	"\bpriority\x18\x03 \x01(\x03R\bpriority\x12-\n" +
+	"\acompare\x18\x04 \x03(\v2\x13.raftrix.v1.CompareR\acompare\x12/\n" +
+	"\asuccess\x18\x05 \x03(\v2\x15.raftrix.v1.IndexedOpR\asuccess\x12/\n" +
+	"\afailure\x18\x06 \x03(\v2\x15.raftrix.v1.IndexedOpR\afailure\x12!\n" +
+	"\fwrite_record\x18\a \x01(\bR\vwriteRecord\x12\x1c\n" +
+	"\theartbeat\x18\b \x01(\x03R\theartbeat\"H\n" +
+	"\tIndexedOp\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12%\n" +
+	"\x02op\x18\x02 \x01(\v2\x15.raftrix.v1.RequestOpR\x02op\"\xbb\x02\n" +
+	"\x10TxnPrepareResult\x12.\n" +
+	"\bconflict\x18\x01 \x01(\v2\x12.raftrix.v1.IntentR\bconflict\x12!\n" +
+	"\fconflict_key\x18\x02 \x01(\fR\vconflictKey\x12\x18\n" +
+	"\aaborted\x18\x03 \x01(\bR\aaborted\x12'\n" +
+	"\x0fcompare_results\x18\x04 \x03(\bR\x0ecompareResults\x125\n" +
+	"\asuccess\x18\x05 \x03(\v2\x1b.raftrix.v1.IndexedResponseR\asuccess\x125\n" +
+	"\afailure\x18\x06 \x03(\v2\x1b.raftrix.v1.IndexedResponseR\afailure\x12#\n" +
+	"\rlast_revision\x18\a \x01(\x03R\flastRevision\"[\n" +
+	"\x0fIndexedResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x122\n" +
+	"\bresponse\x18\x02 \x01(\v2\x16.raftrix.v1.ResponseOpR\bresponse\"\x9f\x01\n" +
+	"\x06TxnEnd\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
+	"\vprimary_key\x18\x02 \x01(\fR\n" +
+	"primaryKey\x12\x16\n" +
+	"\x06commit\x18\x03 \x01(\bR\x06commit\x12\x1c\n" +
+	"\tsucceeded\x18\x04 \x01(\bR\tsucceeded\x12'\n" +
+	"\x0fcommit_revision\x18\x05 \x01(\x03R\x0ecommitRevision\"\xa1\x01\n" +
+	"\aTxnPush\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
+	"\vprimary_key\x18\x02 \x01(\fR\n" +
+	"primaryKey\x12#\n" +
+	"\rexpire_before\x18\x03 \x01(\x03R\fexpireBefore\x12\x14\n" +
+	"\x05force\x18\x04 \x01(\bR\x05force\x12#\n" +
+	"\rtxn_timestamp\x18\x05 \x01(\x03R\ftxnTimestamp\"d\n" +
+	"\fTxnHeartbeat\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
+	"\vprimary_key\x18\x02 \x01(\fR\n" +
+	"primaryKey\x12\x1c\n" +
+	"\theartbeat\x18\x03 \x01(\x03R\theartbeat\"\xb0\x01\n" +
+	"\x0eResolveIntents\x12\x15\n" +
+	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12-\n" +
+	"\x06record\x18\x02 \x01(\v2\x15.raftrix.v1.TxnRecordR\x06record\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\x1f\n" +
+	"\vprimary_key\x18\x04 \x01(\fR\n" +
+	"primaryKey\x12#\n" +
+	"\rdelete_record\x18\x05 \x01(\bR\fdeleteRecord\"\xd1\x02\n" +
+	"\x0fInternalRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x122\n" +
+	"\aprepare\x18\x02 \x01(\v2\x16.raftrix.v1.TxnPrepareH\x00R\aprepare\x12&\n" +
+	"\x03end\x18\x03 \x01(\v2\x12.raftrix.v1.TxnEndH\x00R\x03end\x12)\n" +
+	"\x04push\x18\x04 \x01(\v2\x13.raftrix.v1.TxnPushH\x00R\x04push\x128\n" +
+	"\theartbeat\x18\x05 \x01(\v2\x18.raftrix.v1.TxnHeartbeatH\x00R\theartbeat\x126\n" +
+	"\aresolve\x18\x06 \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolve\x12-\n" +
+	"\x06one_pc\x18\a \x01(\v2\x14.raftrix.v1.TxnOnePCH\x00R\x05onePcB\x04\n" +
+	"\x02op\"\xf7\x01\n" +
+	"\x10InternalResponse\x126\n" +
+	"\aprepare\x18\x01 \x01(\v2\x1c.raftrix.v1.TxnPrepareResultR\aprepare\x12-\n" +
+	"\x06record\x18\x02 \x01(\v2\x15.raftrix.v1.TxnRecordR\x06record\x12)\n" +
+	"\x03txn\x18\x03 \x01(\v2\x17.raftrix.v1.TxnResponseR\x03txn\x12.\n" +
+	"\bconflict\x18\x04 \x01(\v2\x12.raftrix.v1.IntentR\bconflict\x12!\n" +
+	"\fconflict_key\x18\x05 \x01(\fR\vconflictKey2Q\n" +
+	"\bInternal\x12E\n" +
+	"\bEvaluate\x12\x1b.raftrix.v1.InternalRequest\x1a\x1c.raftrix.v1.InternalResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
 
 var (
 	file_raftrix_v1_storage_proto_rawDescOnce sync.Once
@@ -417,26 +1791,79 @@ func file_raftrix_v1_storage_proto_rawDescGZIP() []byte {
 	return file_raftrix_v1_storage_proto_rawDescData
 }
 
-var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_raftrix_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_raftrix_v1_storage_proto_goTypes = []any{
-	(*ValueRecord)(nil),     // 0: raftrix.v1.ValueRecord
-	(*RaftCommand)(nil),     // 1: raftrix.v1.RaftCommand
-	(*AppliedState)(nil),    // 2: raftrix.v1.AppliedState
-	(*TruncatedState)(nil),  // 3: raftrix.v1.TruncatedState
-	(*SnapshotData)(nil),    // 4: raftrix.v1.SnapshotData
-	(*PutRequest)(nil),      // 5: raftrix.v1.PutRequest
-	(*DeleteRequest)(nil),   // 6: raftrix.v1.DeleteRequest
-	(*RangeDescriptor)(nil), // 7: raftrix.v1.RangeDescriptor
+	(TxnRecord_Status)(0),    // 0: raftrix.v1.TxnRecord.Status
+	(*ValueRecord)(nil),      // 1: raftrix.v1.ValueRecord
+	(*RaftCommand)(nil),      // 2: raftrix.v1.RaftCommand
+	(*AppliedState)(nil),     // 3: raftrix.v1.AppliedState
+	(*TruncatedState)(nil),   // 4: raftrix.v1.TruncatedState
+	(*SnapshotData)(nil),     // 5: raftrix.v1.SnapshotData
+	(*Intent)(nil),           // 6: raftrix.v1.Intent
+	(*TxnWrite)(nil),         // 7: raftrix.v1.TxnWrite
+	(*TxnRecord)(nil),        // 8: raftrix.v1.TxnRecord
+	(*TxnOnePC)(nil),         // 9: raftrix.v1.TxnOnePC
+	(*TxnPrepare)(nil),       // 10: raftrix.v1.TxnPrepare
+	(*IndexedOp)(nil),        // 11: raftrix.v1.IndexedOp
+	(*TxnPrepareResult)(nil), // 12: raftrix.v1.TxnPrepareResult
+	(*IndexedResponse)(nil),  // 13: raftrix.v1.IndexedResponse
+	(*TxnEnd)(nil),           // 14: raftrix.v1.TxnEnd
+	(*TxnPush)(nil),          // 15: raftrix.v1.TxnPush
+	(*TxnHeartbeat)(nil),     // 16: raftrix.v1.TxnHeartbeat
+	(*ResolveIntents)(nil),   // 17: raftrix.v1.ResolveIntents
+	(*InternalRequest)(nil),  // 18: raftrix.v1.InternalRequest
+	(*InternalResponse)(nil), // 19: raftrix.v1.InternalResponse
+	(*PutRequest)(nil),       // 20: raftrix.v1.PutRequest
+	(*DeleteRequest)(nil),    // 21: raftrix.v1.DeleteRequest
+	(*RangeDescriptor)(nil),  // 22: raftrix.v1.RangeDescriptor
+	(*TxnRequest)(nil),       // 23: raftrix.v1.TxnRequest
+	(*Compare)(nil),          // 24: raftrix.v1.Compare
+	(*RequestOp)(nil),        // 25: raftrix.v1.RequestOp
+	(*ResponseOp)(nil),       // 26: raftrix.v1.ResponseOp
+	(*TxnResponse)(nil),      // 27: raftrix.v1.TxnResponse
 }
 var file_raftrix_v1_storage_proto_depIdxs = []int32{
-	5, // 0: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
-	6, // 1: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
-	7, // 2: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6,  // 0: raftrix.v1.ValueRecord.intent:type_name -> raftrix.v1.Intent
+	20, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
+	21, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
+	9,  // 3: raftrix.v1.RaftCommand.txn:type_name -> raftrix.v1.TxnOnePC
+	10, // 4: raftrix.v1.RaftCommand.prepare:type_name -> raftrix.v1.TxnPrepare
+	14, // 5: raftrix.v1.RaftCommand.end:type_name -> raftrix.v1.TxnEnd
+	15, // 6: raftrix.v1.RaftCommand.push:type_name -> raftrix.v1.TxnPush
+	16, // 7: raftrix.v1.RaftCommand.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
+	17, // 8: raftrix.v1.RaftCommand.resolve:type_name -> raftrix.v1.ResolveIntents
+	22, // 9: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	7,  // 10: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
+	7,  // 11: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
+	0,  // 12: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
+	23, // 13: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
+	24, // 14: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
+	11, // 15: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
+	11, // 16: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
+	25, // 17: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
+	6,  // 18: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
+	13, // 19: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
+	13, // 20: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
+	26, // 21: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
+	8,  // 22: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
+	10, // 23: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
+	14, // 24: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
+	15, // 25: raftrix.v1.InternalRequest.push:type_name -> raftrix.v1.TxnPush
+	16, // 26: raftrix.v1.InternalRequest.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
+	17, // 27: raftrix.v1.InternalRequest.resolve:type_name -> raftrix.v1.ResolveIntents
+	9,  // 28: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
+	12, // 29: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
+	8,  // 30: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
+	27, // 31: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
+	6,  // 32: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
+	18, // 33: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
+	19, // 34: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
+	34, // [34:35] is the sub-list for method output_type
+	33, // [33:34] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_storage_proto_init() }
@@ -448,19 +1875,34 @@ func file_raftrix_v1_storage_proto_init() {
 	file_raftrix_v1_storage_proto_msgTypes[1].OneofWrappers = []any{
 		(*RaftCommand_Put)(nil),
 		(*RaftCommand_Delete)(nil),
+		(*RaftCommand_Txn)(nil),
+		(*RaftCommand_Prepare)(nil),
+		(*RaftCommand_End)(nil),
+		(*RaftCommand_Push)(nil),
+		(*RaftCommand_Heartbeat)(nil),
+		(*RaftCommand_Resolve)(nil),
+	}
+	file_raftrix_v1_storage_proto_msgTypes[17].OneofWrappers = []any{
+		(*InternalRequest_Prepare)(nil),
+		(*InternalRequest_End)(nil),
+		(*InternalRequest_Push)(nil),
+		(*InternalRequest_Heartbeat)(nil),
+		(*InternalRequest_Resolve)(nil),
+		(*InternalRequest_OnePc)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_storage_proto_rawDesc), len(file_raftrix_v1_storage_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      1,
+			NumMessages:   19,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_raftrix_v1_storage_proto_goTypes,
 		DependencyIndexes: file_raftrix_v1_storage_proto_depIdxs,
+		EnumInfos:         file_raftrix_v1_storage_proto_enumTypes,
 		MessageInfos:      file_raftrix_v1_storage_proto_msgTypes,
 	}.Build()
 	File_raftrix_v1_storage_proto = out.File

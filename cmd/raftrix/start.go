@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/raftrix/raftrixdb/node"
+)
+
+// startFlags are the flags of "raftrix start".
+type startFlags struct {
+	id           uint64
+	listen       string
+	dataDir      string
+	peers        string
+	ranges       int
+	splitKeys    []string
+	tick         time.Duration
+	maxKeySize   int
+	maxValueSize int
+	log          logFlags
+}
+
+func newStartCmd() *cobra.Command {
+	var f startFlags
+	cmd := &cobra.Command{
+		Use:   "start --id N --data-dir DIR --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT",
+		Short: "Run one node until SIGINT or SIGTERM",
+		Long: `Run one RaftrixDB node until SIGINT or SIGTERM, then stop it cleanly and exit 0.
+
+--peers lists every node of the cluster, this one included. On its first
+start (an empty --data-dir) each of the three lowest node IDs creates the
+initial ranges, with replicas on those three nodes; --ranges and --split-keys
+only matter then. Logs go to stderr.`,
+		Example: `  raftrix start --id 1 --listen 127.0.0.1:7001 --data-dir /tmp/n1 \
+    --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error { return runStart(cmd, &f) }),
+	}
+	defaults := node.DefaultLimits()
+	fs := cmd.Flags()
+	fs.Uint64Var(&f.id, "id", 0, "this node's ID; must appear in --peers")
+	fs.StringVar(&f.listen, "listen", "", "gRPC listen address (default: this node's address in --peers)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the node's storage engine")
+	fs.StringVar(&f.peers, "peers", "", "every node of the cluster as ID=HOST:PORT, comma-separated")
+	fs.IntVar(&f.ranges, "ranges", 64, "number of initial ranges, splitting the key space evenly")
+	fs.StringSliceVar(&f.splitKeys, "split-keys", nil, "initial range boundaries instead of --ranges, e.g. a,m,t")
+	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "Raft tick; an election takes 10 ticks")
+	fs.IntVar(&f.maxKeySize, "max-key-size", defaults.MaxKeySize, "largest key accepted, in bytes")
+	fs.IntVar(&f.maxValueSize, "max-value-size", defaults.MaxValueSize, "largest value accepted, in bytes")
+	f.log.register(fs, "info")
+	cmd.MarkFlagsMutuallyExclusive("ranges", "split-keys")
+	for _, name := range []string{"id", "data-dir", "peers"} {
+		_ = cmd.MarkFlagRequired(name) // cannot fail: the flags exist
+	}
+	return cmd
+}
+
+// nodeConfig checks the flags and turns them into a node configuration
+// (without Logger and Registry). Every error is a usage error: nothing has
+// been started yet.
+func (f *startFlags) nodeConfig() (node.Config, error) {
+	if f.id == 0 {
+		return node.Config{}, usagef("--id must be a positive integer")
+	}
+	peers, err := parsePeers(f.peers)
+	if err != nil {
+		return node.Config{}, err
+	}
+	self, ok := peers[f.id]
+	if !ok {
+		return node.Config{}, usagef("--id %d is not in --peers (which has node IDs %s)", f.id, peerIDs(peers))
+	}
+	listen := f.listen
+	if listen == "" {
+		listen = self
+	}
+	if _, _, err := net.SplitHostPort(listen); err != nil {
+		return node.Config{}, usagef("invalid --listen %q: %v", listen, err)
+	}
+	if f.dataDir == "" {
+		return node.Config{}, usagef("--data-dir must not be empty")
+	}
+	var splitKeys [][]byte
+	for _, k := range f.splitKeys {
+		splitKeys = append(splitKeys, []byte(k))
+	}
+	// The node applies the same rules at bootstrap; checking here turns a
+	// bad layout into a usage error before anything is written.
+	if _, err := node.InitialDescriptors(nil, f.ranges, splitKeys); err != nil {
+		return node.Config{}, usagef("invalid initial ranges: %v", err)
+	}
+	switch {
+	case f.tick <= 0:
+		return node.Config{}, usagef("--tick must be positive, got %v", f.tick)
+	case f.maxKeySize <= 0:
+		return node.Config{}, usagef("--max-key-size must be positive, got %d", f.maxKeySize)
+	case f.maxValueSize <= 0:
+		return node.Config{}, usagef("--max-value-size must be positive, got %d", f.maxValueSize)
+	}
+	limits := node.DefaultLimits()
+	limits.MaxKeySize = f.maxKeySize
+	limits.MaxValueSize = f.maxValueSize
+	return node.Config{
+		NodeID:        f.id,
+		DataDir:       f.dataDir,
+		ListenAddr:    listen,
+		Peers:         peers,
+		InitialRanges: f.ranges,
+		SplitKeys:     splitKeys,
+		TickInterval:  f.tick,
+		Limits:        limits,
+	}, nil
+}
+
+func runStart(cmd *cobra.Command, f *startFlags) error {
+	cfg, err := f.nodeConfig()
+	if err != nil {
+		return err
+	}
+	logger, err := f.log.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	// The node adds its "node" attribute to its own logs; ours get it here.
+	log := logger.With("node", cfg.NodeID)
+	cfg.Logger = logger
+	cfg.Registry = prometheus.NewRegistry()
+	ctx, stop := shutdownContext(cmd.Context())
+	defer stop()
+	log.Info("starting node", "listen", cfg.ListenAddr, "data_dir", cfg.DataDir, "peers", f.peers)
+	n, err := node.New(cfg)
+	if err != nil {
+		return fmt.Errorf("start node %d: %w", cfg.NodeID, err)
+	}
+	<-ctx.Done()
+	stop()
+	log.Info("shutting down")
+	n.Stop()
+	return nil
+}
+
+// parsePeers parses "1=host:port,2=host:port".
+func parsePeers(s string) (map[uint64]string, error) {
+	peers := map[uint64]string{}
+	byAddr := map[string]uint64{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		idStr, addr, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, usagef("invalid --peers entry %q: want ID=HOST:PORT", item)
+		}
+		id, err := strconv.ParseUint(idStr, 10, 64)
+		if err != nil || id == 0 {
+			return nil, usagef("invalid --peers entry %q: node ID must be a positive integer", item)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, usagef("invalid --peers entry %q: %v", item, err)
+		}
+		if _, dup := peers[id]; dup {
+			return nil, usagef("--peers lists node %d twice", id)
+		}
+		if other, dup := byAddr[addr]; dup {
+			return nil, usagef("--peers gives nodes %d and %d the same address %s", other, id, addr)
+		}
+		peers[id] = addr
+		byAddr[addr] = id
+	}
+	if len(peers) == 0 {
+		return nil, usagef("--peers must list at least this node")
+	}
+	return peers, nil
+}
+
+// peerIDs lists the node IDs of peers, sorted, for error messages.
+func peerIDs(peers map[uint64]string) string {
+	var strs []string
+	for _, id := range slices.Sorted(maps.Keys(peers)) {
+		strs = append(strs, strconv.FormatUint(id, 10))
+	}
+	return strings.Join(strs, ",")
+}

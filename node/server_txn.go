@@ -1,0 +1,139 @@
+package node
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
+	"github.com/raftrix/raftrixdb/txn"
+)
+
+// Txn runs a transaction with this node as its coordinator. A node that does
+// not hold every range the transaction touches hands the whole request to a
+// node that does (until placement exists: a bootstrap node).
+func (s *kvServer) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	n := s.n
+	if err := n.cfg.Limits.validateTxn(req); err != nil {
+		return nil, n.toStatus(err)
+	}
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	keys := replica.TxnKeys(req.Compare, req.Success, req.Failure)
+	for _, k := range keys {
+		if n.replicaForKey(k) == nil {
+			if isForwarded(ctx) {
+				return nil, n.toStatus(&wrongRangeError{nodeID: n.id, key: k})
+			}
+			var resp *pb.TxnResponse
+			err := n.forwardToHolder(ctx, func(fctx context.Context, c *grpc.ClientConn) (err error) {
+				resp, err = pb.NewKVClient(c).Txn(fctx, req)
+				return err
+			})
+			return resp, n.toStatus(err)
+		}
+	}
+	resp, err := n.txn.Run(ctx, req)
+	if err != nil {
+		return nil, n.toStatus(err)
+	}
+	resp.Header = &pb.ResponseHeader{NodeId: n.id}
+	return resp, nil
+}
+
+// forwardToHolder sends a request to a bootstrap node, trying each in turn
+// while they refuse with a routing error.
+func (n *Node) forwardToHolder(ctx context.Context, call func(context.Context, *grpc.ClientConn) error) error {
+	var err error
+	for _, id := range bootstrapNodes(n.cfg.Peers) {
+		conn, cerr := n.trans.conn(id)
+		if cerr != nil {
+			return cerr
+		}
+		err = call(forwardContext(ctx, n.id), conn)
+		if RoutingErrorOf(err) == nil {
+			return err
+		}
+	}
+	return err
+}
+
+// RangeFor implements txn.RangeLookup with the local replicas.
+func (n *Node) RangeFor(key []byte) (uint64, bool) {
+	r := n.replicaForKey(key)
+	if r == nil {
+		return 0, false
+	}
+	return r.RangeID(), true
+}
+
+var (
+	_ txn.Sender      = (*Node)(nil)
+	_ txn.RangeLookup = (*Node)(nil)
+)
+
+// Evaluate implements txn.Sender: it runs a per-range transaction command on
+// the leader of the range holding req.Key, here or on another node.
+func (n *Node) Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
+	var resp *pb.InternalResponse
+	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
+		cmd, err := internalCommand(req)
+		if err != nil {
+			return err
+		}
+		cmd.Revision = n.hlc.Next()
+		res, err := r.Propose(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		resp = &pb.InternalResponse{Prepare: res.Prepare, Record: res.Record, Txn: res.Txn}
+		if wi, ok := res.Err.(*replica.WriteIntentError); ok {
+			resp.Conflict, resp.ConflictKey = wi.Intent, wi.Key
+			return nil
+		}
+		if res.Txn != nil && res.Txn.Revision > 0 {
+			n.hlc.Observe(res.Txn.Revision)
+		}
+		return res.Err
+	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
+		resp, err = pb.NewInternalClient(c).Evaluate(fctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, n.toStatus(err)
+	}
+	return resp, nil
+}
+
+func internalCommand(req *pb.InternalRequest) (*pb.RaftCommand, error) {
+	switch op := req.Op.(type) {
+	case *pb.InternalRequest_Prepare:
+		return &pb.RaftCommand{Op: &pb.RaftCommand_Prepare{Prepare: op.Prepare}}, nil
+	case *pb.InternalRequest_End:
+		return &pb.RaftCommand{Op: &pb.RaftCommand_End{End: op.End}}, nil
+	case *pb.InternalRequest_Push:
+		return &pb.RaftCommand{Op: &pb.RaftCommand_Push{Push: op.Push}}, nil
+	case *pb.InternalRequest_Heartbeat:
+		return &pb.RaftCommand{Op: &pb.RaftCommand_Heartbeat{Heartbeat: op.Heartbeat}}, nil
+	case *pb.InternalRequest_Resolve:
+		return &pb.RaftCommand{Op: &pb.RaftCommand_Resolve{Resolve: op.Resolve}}, nil
+	case *pb.InternalRequest_OnePc:
+		return &pb.RaftCommand{Op: &pb.RaftCommand_Txn{Txn: op.OnePc}}, nil
+	}
+	return nil, invalidf("internal request has no operation")
+}
+
+// internalServer serves per-range transaction commands from other nodes'
+// coordinators.
+type internalServer struct {
+	pb.UnimplementedInternalServer
+	n *Node
+}
+
+func (s *internalServer) Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
+	if len(req.Key) == 0 {
+		return nil, s.n.toStatus(invalidf("internal request has no routing key"))
+	}
+	return s.n.Evaluate(ctx, req)
+}

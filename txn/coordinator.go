@@ -1,0 +1,422 @@
+package txn
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/raftrix/raftrixdb/internal/hlc"
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
+)
+
+// Sender delivers a per-range command to the leader of the range that holds
+// req.Key and returns its answer.
+type Sender interface {
+	Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error)
+}
+
+// RangeLookup tells which range holds a key.
+type RangeLookup interface {
+	RangeFor(key []byte) (rangeID uint64, ok bool)
+}
+
+// Config configures a Coordinator.
+type Config struct {
+	Sender Sender
+	Lookup RangeLookup
+	Clock  *hlc.HLC
+	Logger *slog.Logger
+	// Expiry is how long a PENDING record may go without a heartbeat before
+	// anyone may abort it (default 5s). Heartbeats are sent every Expiry/5.
+	Expiry time.Duration
+}
+
+// Coordinator runs transactions. It is safe for concurrent use.
+type Coordinator struct {
+	cfg Config
+	// bg bounds the asynchronous intent resolution started by Run.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+}
+
+// ErrAmbiguous is returned when the coordinator cannot tell whether the
+// transaction committed.
+var ErrAmbiguous = errors.New("transaction outcome unknown: the commit may or may not have happened")
+
+// ErrNoRange is returned when a key has no known range.
+var ErrNoRange = errors.New("no range known for a key of the transaction")
+
+// NewCoordinator returns a coordinator.
+func NewCoordinator(cfg Config) *Coordinator {
+	if cfg.Expiry == 0 {
+		cfg.Expiry = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Coordinator{cfg: cfg, bgCtx: ctx, bgCancel: cancel}
+}
+
+// Close stops background resolution; intents it leaves are settled by the
+// next reader or writer that meets them.
+func (c *Coordinator) Close() {
+	c.bgCancel()
+	c.bg.Wait()
+}
+
+// participant is the part of a transaction on one range.
+type participant struct {
+	rangeID uint64
+	keys    [][]byte
+	prepare *pb.TxnPrepare
+	result  *pb.TxnPrepareResult
+	err     error
+}
+
+// Run executes a transaction atomically and returns its outcome.
+func (c *Coordinator) Run(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	keys := replica.TxnKeys(req.Compare, req.Success, req.Failure)
+	if len(keys) == 0 {
+		return &pb.TxnResponse{Succeeded: true}, nil
+	}
+	parts, err := c.split(req, keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(parts) == 1 {
+		return c.runOnePC(ctx, req, keys[0])
+	}
+	priority := c.cfg.Clock.Next()
+	backoff := newBackoff()
+	for {
+		resp, retry, err := c.attempt(ctx, req, keys[0], parts, priority)
+		if !retry {
+			return resp, err
+		}
+		if werr := backoff.wait(ctx); werr != nil {
+			return nil, fmt.Errorf("transaction kept conflicting until the deadline: %w", werr)
+		}
+		parts, err = c.split(req, keys)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// split groups the transaction's keys, compares and operations by range.
+func (c *Coordinator) split(req *pb.TxnRequest, keys [][]byte) ([]*participant, error) {
+	byRange := map[uint64]*participant{}
+	var order []*participant
+	get := func(key []byte) (*participant, error) {
+		id, ok := c.cfg.Lookup.RangeFor(key)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", ErrNoRange, key)
+		}
+		p, ok := byRange[id]
+		if !ok {
+			p = &participant{rangeID: id, prepare: &pb.TxnPrepare{}}
+			byRange[id] = p
+			order = append(order, p)
+		}
+		return p, nil
+	}
+	for _, k := range keys {
+		p, err := get(k)
+		if err != nil {
+			return nil, err
+		}
+		p.keys = append(p.keys, k)
+	}
+	for _, cmp := range req.Compare {
+		p, _ := get(cmp.Key)
+		p.prepare.Compare = append(p.prepare.Compare, cmp)
+	}
+	for i, op := range req.Success {
+		p, _ := get(replica.OpKey(op))
+		p.prepare.Success = append(p.prepare.Success, &pb.IndexedOp{Index: int32(i), Op: op})
+	}
+	for i, op := range req.Failure {
+		p, _ := get(replica.OpKey(op))
+		p.prepare.Failure = append(p.prepare.Failure, &pb.IndexedOp{Index: int32(i), Op: op})
+	}
+	return order, nil
+}
+
+func (c *Coordinator) runOnePC(ctx context.Context, req *pb.TxnRequest, key []byte) (*pb.TxnResponse, error) {
+	backoff := newBackoff()
+	for {
+		resp, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: key, Op: &pb.InternalRequest_OnePc{OnePc: &pb.TxnOnePC{Txn: req}}})
+		if err != nil {
+			return nil, err
+		}
+		if resp.Conflict == nil {
+			return resp.Txn, nil
+		}
+		rec, err := c.Settle(ctx, resp.ConflictKey, resp.Conflict, false)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Status == pb.TxnRecord_PENDING {
+			if err := backoff.wait(ctx); err != nil {
+				return nil, fmt.Errorf("key %q stayed locked by transaction %x: %w", resp.ConflictKey, resp.Conflict.TxnId, err)
+			}
+		}
+	}
+}
+
+func newTxnID() []byte {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	return id
+}
+
+// attempt runs one round of two-phase commit. retry reports that the
+// transaction was aborted before its commit point and may run again.
+func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary []byte, parts []*participant, priority int64) (resp *pb.TxnResponse, retry bool, err error) {
+	txnID := newTxnID()
+	hbCtx, stopHeartbeat := context.WithCancel(ctx)
+	defer stopHeartbeat()
+	go c.heartbeat(hbCtx, txnID, primary)
+
+	// Phase 1: prepare every participant in parallel.
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		p.prepare.TxnId = txnID
+		p.prepare.PrimaryKey = primary
+		p.prepare.Priority = priority
+		p.prepare.Heartbeat = c.cfg.Clock.Next()
+		p.prepare.WriteRecord = p.containsKey(primary)
+		wg.Add(1)
+		go func(p *participant) {
+			defer wg.Done()
+			r, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}})
+			p.result, p.err = r.GetPrepare(), err
+		}(p)
+	}
+	wg.Wait()
+
+	abort := func() {
+		c.abort(txnID, primary, parts)
+	}
+	for _, p := range parts {
+		switch {
+		case p.err != nil:
+			abort()
+			return nil, false, p.err
+		case p.result == nil:
+			abort()
+			return nil, false, fmt.Errorf("range %d sent no prepare result", p.rangeID)
+		case p.result.Aborted:
+			abort()
+			return nil, true, nil
+		case p.result.Conflict != nil:
+			abort()
+			// Wound-wait: an older transaction aborts the younger holder.
+			force := priority < p.result.Conflict.Priority
+			if _, err := c.Settle(ctx, p.result.ConflictKey, p.result.Conflict, force); err != nil {
+				return nil, false, err
+			}
+			return nil, true, nil
+		}
+	}
+
+	// Phase 2: decide, then the commit point.
+	succeeded := true
+	var maxRev int64
+	for _, p := range parts {
+		for _, ok := range p.result.CompareResults {
+			succeeded = succeeded && ok
+		}
+		maxRev = max(maxRev, p.result.LastRevision)
+	}
+	commitRev := max(c.cfg.Clock.Next(), maxRev+1)
+	c.cfg.Clock.Observe(commitRev)
+	rec, err := c.end(ctx, txnID, primary, succeeded, commitRev)
+	if err != nil {
+		return nil, false, err
+	}
+	if rec.Status != pb.TxnRecord_COMMITTED {
+		// Someone aborted us (an expired heartbeat or an older transaction).
+		c.resolveAll(rec, txnID, primary, parts)
+		return nil, true, nil
+	}
+	stopHeartbeat()
+	c.resolveAll(rec, txnID, primary, parts)
+	return buildResponse(req, parts, succeeded, commitRev), false, nil
+}
+
+func (p *participant) containsKey(k []byte) bool {
+	for _, pk := range p.keys {
+		if bytes.Equal(pk, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// end performs the commit CAS. If its answer is lost it asks the record
+// again, since the CAS may have happened.
+func (c *Coordinator) end(ctx context.Context, txnID, primary []byte, succeeded bool, commitRev int64) (*pb.TxnRecord, error) {
+	resp, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: primary, Op: &pb.InternalRequest_End{End: &pb.TxnEnd{
+		TxnId: txnID, PrimaryKey: primary, Commit: true, Succeeded: succeeded, CommitRevision: commitRev,
+	}}})
+	if err == nil {
+		return resp.Record, nil
+	}
+	// The outcome is unknown: read the record (a push that aborts nothing).
+	for i := 0; i < 5; i++ {
+		qctx, cancel := context.WithTimeout(c.bgCtx, 2*time.Second)
+		r, qerr := c.cfg.Sender.Evaluate(qctx, &pb.InternalRequest{Key: primary, Op: &pb.InternalRequest_Push{Push: &pb.TxnPush{
+			TxnId: txnID, PrimaryKey: primary, TxnTimestamp: c.cfg.Clock.Next(),
+		}}})
+		cancel()
+		if qerr == nil && r.Record.Status != pb.TxnRecord_PENDING {
+			return r.Record, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("%w (%v)", ErrAmbiguous, err)
+}
+
+// abort ends an unfinished transaction and drops its intents, in the
+// background: the outcome is already decided, and readers would settle the
+// intents anyway.
+func (c *Coordinator) abort(txnID, primary []byte, parts []*participant) {
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
+		defer cancel()
+		resp, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: primary, Op: &pb.InternalRequest_End{End: &pb.TxnEnd{
+			TxnId: txnID, PrimaryKey: primary, Commit: false,
+		}}})
+		if err != nil {
+			c.cfg.Logger.Debug("abort transaction", "txn", fmt.Sprintf("%x", txnID), "error", err)
+			return
+		}
+		c.resolveParts(ctx, resp.Record, txnID, primary, parts)
+	}()
+}
+
+// resolveAll resolves a finished transaction's intents in the background.
+func (c *Coordinator) resolveAll(rec *pb.TxnRecord, txnID, primary []byte, parts []*participant) {
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
+		defer cancel()
+		c.resolveParts(ctx, rec, txnID, primary, parts)
+	}()
+}
+
+// resolveParts resolves every participant's intents, the primary's range
+// last: it also deletes the record, which must outlive every intent.
+func (c *Coordinator) resolveParts(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, parts []*participant) {
+	var primaryPart *participant
+	var wg sync.WaitGroup
+	failed := false
+	var mu sync.Mutex
+	for _, p := range parts {
+		if p.containsKey(primary) {
+			primaryPart = p
+			continue
+		}
+		wg.Add(1)
+		go func(p *participant) {
+			defer wg.Done()
+			if err := c.resolve(ctx, rec, txnID, primary, p.keys, false); err != nil {
+				mu.Lock()
+				failed = true
+				mu.Unlock()
+			}
+		}(p)
+	}
+	wg.Wait()
+	if primaryPart != nil {
+		// Keep the record if an intent may remain: whoever meets it needs it.
+		_ = c.resolve(ctx, rec, txnID, primary, primaryPart.keys, !failed)
+	}
+}
+
+func (c *Coordinator) resolve(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, keys [][]byte, deleteRecord bool) error {
+	_, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: keys[0], Op: &pb.InternalRequest_Resolve{Resolve: &pb.ResolveIntents{
+		TxnId: txnID, Record: rec, Keys: keys, PrimaryKey: primary, DeleteRecord: deleteRecord,
+	}}})
+	if err != nil {
+		c.cfg.Logger.Debug("resolve intents", "txn", fmt.Sprintf("%x", txnID), "error", err)
+	}
+	return err
+}
+
+// heartbeat keeps the record alive while the coordinator works.
+func (c *Coordinator) heartbeat(ctx context.Context, txnID, primary []byte) {
+	t := time.NewTicker(c.cfg.Expiry / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: primary, Op: &pb.InternalRequest_Heartbeat{Heartbeat: &pb.TxnHeartbeat{
+				TxnId: txnID, PrimaryKey: primary, Heartbeat: c.cfg.Clock.Next(),
+			}}})
+		}
+	}
+}
+
+// buildResponse assembles the chosen branch's responses in request order and
+// fills in the commit revision the participants could not know.
+func buildResponse(req *pb.TxnRequest, parts []*participant, succeeded bool, commitRev int64) *pb.TxnResponse {
+	n := len(req.Failure)
+	if succeeded {
+		n = len(req.Success)
+	}
+	resp := &pb.TxnResponse{Succeeded: succeeded, Responses: make([]*pb.ResponseOp, n)}
+	wrote := false
+	for _, p := range parts {
+		rs := p.result.Failure
+		if succeeded {
+			rs = p.result.Success
+		}
+		for _, r := range rs {
+			fillRevision(r.Response, commitRev)
+			resp.Responses[r.Index] = r.Response
+			wrote = wrote || r.Response.GetGet() == nil
+		}
+	}
+	if wrote {
+		resp.Revision = commitRev
+	}
+	return resp
+}
+
+func fillRevision(r *pb.ResponseOp, rev int64) {
+	fix := func(kv *pb.KeyValue) {
+		if kv == nil {
+			return
+		}
+		if kv.ModRevision == replica.PendingRevision {
+			kv.ModRevision = rev
+		}
+		if kv.CreateRevision == replica.PendingRevision {
+			kv.CreateRevision = rev
+		}
+	}
+	switch x := r.Response.(type) {
+	case *pb.ResponseOp_Get:
+		fix(x.Get.Kv)
+	case *pb.ResponseOp_Put:
+		fix(x.Put.Kv)
+		fix(x.Put.PrevKv)
+	case *pb.ResponseOp_Delete:
+		fix(x.Delete.PrevKv)
+	}
+}
