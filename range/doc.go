@@ -14,7 +14,7 @@
 //		batch.Commit(pebble.Sync)           // shared by many replicas
 //		r.MarkPersisted(rd)                  // update cached log bounds
 //		send(rd.Messages)
-//		r.ApplyAndAdvance(ctx, rd)           // apply committed entries, Advance
+//		r.ApplyAndAdvance(rd)                // apply committed entries, Advance
 //	}
 //
 // Invariants:

@@ -76,8 +76,10 @@ type Replica struct {
 		proposals map[uint64]chan Result
 		reads     map[string]chan uint64
 		applyWait []applyWaiter
-		incoming  *incomingSnapshot
-		closed    bool
+		// incoming holds received snapshot data by index until Raft hands
+		// the snapshot back in a Ready (or a newer one supersedes it).
+		incoming map[uint64]*incomingSnapshot
+		closed   bool
 	}
 }
 
@@ -128,6 +130,7 @@ func New(cfg Config, st *Storage) (*Replica, error) {
 	r.mu.rn = rn
 	r.mu.proposals = make(map[uint64]chan Result)
 	r.mu.reads = make(map[string]chan uint64)
+	r.mu.incoming = make(map[uint64]*incomingSnapshot)
 	return r, nil
 }
 

@@ -300,6 +300,9 @@ func (r *Replica) maybeTruncate() error {
 	if err != nil {
 		return err
 	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
 	r.storage.markTruncated(t)
-	return b.Commit(pebble.NoSync)
+	return nil
 }

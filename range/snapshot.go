@@ -117,7 +117,17 @@ func (r *Replica) ReceiveSnapshot(m raftpb.Message, kvs []*pb.EngineKV) error {
 		r.mu.Unlock()
 		return ErrRemoved
 	}
-	r.mu.incoming = &incomingSnapshot{index: m.Snapshot.Metadata.Index, data: data, kvs: kvs}
+	// Keyed by index: Raft may reject this snapshot (a newer one it already
+	// accepted is still waiting in a Ready) and must then find the data of
+	// the one it accepted. Data at or below the applied index is useless.
+	applied := r.storage.Applied().Index
+	for idx := range r.mu.incoming {
+		if idx <= applied {
+			delete(r.mu.incoming, idx)
+		}
+	}
+	index := m.Snapshot.Metadata.Index
+	r.mu.incoming[index] = &incomingSnapshot{index: index, data: data, kvs: kvs}
 	err := r.mu.rn.Step(m)
 	r.mu.Unlock()
 	r.cfg.Notify()
@@ -129,9 +139,9 @@ func (r *Replica) ReceiveSnapshot(m raftpb.Message, kvs []*pb.EngineKV) error {
 // state to the snapshot's position.
 func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
 	r.mu.Lock()
-	in := r.mu.incoming
+	in := r.mu.incoming[snap.Metadata.Index]
 	r.mu.Unlock()
-	if in == nil || in.index != snap.Metadata.Index {
+	if in == nil {
 		return fmt.Errorf("range %d: raft applied snapshot %d with no data received", r.rangeID, snap.Metadata.Index)
 	}
 	old := r.storage.Descriptor()
@@ -168,8 +178,12 @@ func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
 // been committed.
 func (r *Replica) markSnapshotApplied(snap raftpb.Snapshot) {
 	r.mu.Lock()
-	in := r.mu.incoming
-	r.mu.incoming = nil
+	in := r.mu.incoming[snap.Metadata.Index]
+	for idx := range r.mu.incoming {
+		if idx <= snap.Metadata.Index {
+			delete(r.mu.incoming, idx)
+		}
+	}
 	r.mu.Unlock()
 	cs, _ := snap.Metadata.ConfState.Marshal()
 	s := r.storage

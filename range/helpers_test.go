@@ -1,0 +1,59 @@
+package replica
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// testDescriptor is a range with three voters: replica i lives on node i.
+// An empty end key means the end of the key space.
+func testDescriptor(rangeID uint64, start, end string) *pb.RangeDescriptor {
+	d := &pb.RangeDescriptor{RangeId: rangeID, StartKey: []byte(start), Generation: 1}
+	if end != "" {
+		d.EndKey = []byte(end)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		d.Replicas = append(d.Replicas, &pb.ReplicaDescriptor{NodeId: id, ReplicaId: id})
+	}
+	return d
+}
+
+// quietPebbleLogger drops Pebble's informational lines and routes errors to
+// the test log. It must not outlive the test: every DB is closed in Cleanup.
+type quietPebbleLogger struct{ t testing.TB }
+
+func (l quietPebbleLogger) Infof(string, ...any) {}
+func (l quietPebbleLogger) Errorf(format string, args ...any) {
+	l.t.Logf("pebble: "+format, args...)
+}
+func (l quietPebbleLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// openTestDB opens a Pebble engine on fs (an in-memory filesystem).
+func openTestDB(t testing.TB, fs vfs.FS) *pebble.DB {
+	t.Helper()
+	db, err := pebble.Open("", &pebble.Options{FS: fs, Logger: quietPebbleLogger{t}})
+	if err != nil {
+		t.Fatalf("open pebble: %v", err)
+	}
+	return db
+}
+
+// bootstrap writes the initial state of desc into db with a synced batch.
+func bootstrap(t testing.TB, db *pebble.DB, desc *pb.RangeDescriptor) {
+	t.Helper()
+	b := db.NewBatch()
+	defer b.Close()
+	if err := WriteInitialState(b, desc); err != nil {
+		t.Fatalf("write initial state: %v", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatalf("commit initial state: %v", err)
+	}
+}
