@@ -14,7 +14,8 @@ import (
 //
 //  1. tick and collect the Ready of every range in the batch;
 //  2. write all their entries, hard states and snapshots in one batch with
-//     one sync (group commit across ranges);
+//     one sync (group commit across ranges); the sync is skipped when no
+//     range appends entries or changes its term or vote (MustSync);
 //  3. send their messages, apply their committed entries, advance.
 //
 // Messages are sent only after the sync, so a vote or an append
@@ -26,6 +27,7 @@ func (n *Node) processRanges(batch []scheduledRange) {
 		rd raft.Ready
 	}
 	var ps []pending
+	mustSync := false
 	b := n.db.NewBatch()
 	defer b.Close()
 	for _, sr := range batch {
@@ -43,6 +45,7 @@ func (n *Node) processRanges(batch []scheduledRange) {
 		if err := r.PersistReady(b, rd); err != nil {
 			n.fatal(fmt.Errorf("range %d: persist ready: %w", sr.rangeID, err))
 		}
+		mustSync = mustSync || r.MustSync(rd)
 		ps = append(ps, pending{r: r, rd: rd})
 	}
 	if len(ps) == 0 {
@@ -50,10 +53,16 @@ func (n *Node) processRanges(batch []scheduledRange) {
 	}
 	if !b.Empty() {
 		start := time.Now()
-		if err := b.Commit(pebble.Sync); err != nil {
+		opts := pebble.NoSync
+		if mustSync {
+			opts = pebble.Sync
+		}
+		if err := b.Commit(opts); err != nil {
 			n.fatal(fmt.Errorf("commit raft batch: %w", err))
 		}
-		n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		if mustSync {
+			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		}
 		n.metrics.readyBatchRanges.Observe(float64(len(ps)))
 	}
 	for _, p := range ps {

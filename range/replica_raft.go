@@ -167,6 +167,20 @@ func (r *Replica) PersistReady(b *pebble.Batch, rd raft.Ready) error {
 	return nil
 }
 
+// MustSync reports whether the batch holding rd must be synced before rd's
+// messages are sent: it must if rd appends entries, installs a snapshot, or
+// changes the term or vote. A HardState that only moves the commit index
+// need not be: the commit index is recovered from the quorum after a crash.
+func (r *Replica) MustSync(rd raft.Ready) bool {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return true
+	}
+	r.storage.mu.Lock()
+	prev := r.storage.mu.hardState
+	r.storage.mu.Unlock()
+	return raft.MustSync(rd.HardState, prev, len(rd.Entries))
+}
+
 // MarkPersisted updates the replica's cached view after the batch written
 // by PersistReady has been committed.
 func (r *Replica) MarkPersisted(rd raft.Ready) {

@@ -187,44 +187,58 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 	go c.heartbeat(hbCtx, txnID, primary)
 
 	// Phase 1: prepare every participant in parallel.
-	var wg sync.WaitGroup
 	for _, p := range parts {
 		p.prepare.TxnId = txnID
 		p.prepare.PrimaryKey = primary
 		p.prepare.Priority = priority
-		p.prepare.Heartbeat = c.cfg.Clock.Next()
 		p.prepare.WriteRecord = p.containsKey(primary)
-		wg.Add(1)
-		go func(p *participant) {
-			defer wg.Done()
-			r, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}})
-			p.result, p.err = r.GetPrepare(), err
-		}(p)
 	}
-	wg.Wait()
-
-	abort := func() {
-		c.abort(txnID, primary, parts)
-	}
-	for _, p := range parts {
-		switch {
-		case p.err != nil:
-			abort()
-			return nil, false, p.err
-		case p.result == nil:
-			abort()
-			return nil, false, fmt.Errorf("range %d sent no prepare result", p.rangeID)
-		case p.result.Aborted:
-			abort()
-			return nil, true, nil
-		case p.result.Conflict != nil:
-			abort()
-			// Wound-wait: an older transaction aborts the younger holder.
-			force := priority < p.result.Conflict.Priority
-			if _, err := c.Settle(ctx, p.result.ConflictKey, p.result.Conflict, force); err != nil {
+	abort := func() { c.abort(txnID, primary, parts) }
+	pending := parts
+	wait := newBackoff()
+	for round := 0; len(pending) > 0; round++ {
+		c.prepareAll(ctx, pending)
+		var again []*participant
+		holderPending := false
+		for _, p := range pending {
+			switch {
+			case p.err != nil:
+				abort()
+				return nil, false, p.err
+			case p.result == nil:
+				abort()
+				return nil, false, fmt.Errorf("range %d sent no prepare result", p.rangeID)
+			case p.result.Aborted:
+				// Someone aborted this transaction (it was wounded, or its
+				// record was missing for too long).
+				abort()
+				return nil, true, nil
+			case p.result.Conflict != nil:
+				// Wound-wait: an older transaction aborts the younger holder;
+				// a younger one waits for the older holder, keeping the locks
+				// it has. Waits only go from younger to older, so they never
+				// form a cycle. An older holder may wound us meanwhile; we
+				// find out at the primary or at the commit point.
+				force := priority < p.result.Conflict.Priority
+				rec, err := c.Settle(ctx, p.result.ConflictKey, p.result.Conflict, force)
+				if err != nil {
+					abort()
+					return nil, false, err
+				}
+				if round >= maxPrepareRounds {
+					abort()
+					return nil, true, nil
+				}
+				holderPending = holderPending || rec.Status == pb.TxnRecord_PENDING
+				again = append(again, p)
+			}
+		}
+		pending = again
+		if holderPending {
+			if err := wait.wait(ctx); err != nil {
+				abort()
 				return nil, false, err
 			}
-			return nil, true, nil
 		}
 	}
 
@@ -260,6 +274,25 @@ func (p *participant) containsKey(k []byte) bool {
 		}
 	}
 	return false
+}
+
+// maxPrepareRounds bounds how often one attempt re-prepares participants
+// after settling the intents that blocked them.
+const maxPrepareRounds = 50
+
+// prepareAll sends the prepares of ps in parallel and records their results.
+func (c *Coordinator) prepareAll(ctx context.Context, ps []*participant) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		p.prepare.Heartbeat = c.cfg.Clock.Next()
+		wg.Add(1)
+		go func(p *participant) {
+			defer wg.Done()
+			r, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}})
+			p.result, p.err = r.GetPrepare(), err
+		}(p)
+	}
+	wg.Wait()
 }
 
 // end performs the commit CAS. If its answer is lost it asks the record
