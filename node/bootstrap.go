@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -46,6 +47,11 @@ func (n *Node) bootstrapIfEmpty() error {
 		if err := replica.WriteInitialState(b, d); err != nil {
 			return err
 		}
+	}
+	// The range ID allocator lives in the system key space (the last range):
+	// replicated like any key, and never handing out an ID twice.
+	if err := replica.WriteSystemValue(b, rangeIDCounterKey, []byte(strconv.Itoa(len(descs)))); err != nil {
+		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
@@ -100,11 +106,12 @@ func InitialDescriptors(voters []uint64, count int, splitKeys [][]byte) ([]*pb.R
 			end = splitKeys[i]
 		}
 		descs = append(descs, &pb.RangeDescriptor{
-			RangeId:    uint64(i + 1),
-			StartKey:   start,
-			EndKey:     end,
-			Replicas:   replicas,
-			Generation: 1,
+			RangeId:       uint64(i + 1),
+			StartKey:      start,
+			EndKey:        end,
+			Replicas:      replicas,
+			Generation:    1,
+			NextReplicaId: uint64(len(replicas) + 1),
 		})
 		start = end
 	}

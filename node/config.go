@@ -32,6 +32,10 @@ type Config struct {
 	// Dialer, if set, opens connections to peers. Fault-injection tests use
 	// it to cut, delay or drop traffic between nodes.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// HTTPAddr, or HTTPListener, enables the HTTP endpoint (/metrics,
+	// /healthz, /readyz, /debug/pprof/; see http.go). Neither: no endpoint.
+	HTTPAddr     string
+	HTTPListener net.Listener
 
 	// Bootstrap: when the engine is empty and this node is one of the three
 	// lowest IDs in Peers, it creates the initial ranges with replicas on
@@ -58,6 +62,9 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// Gatherer is what /metrics serves; nil means Registry, which must then
+	// be a prometheus.Gatherer (a *prometheus.Registry is).
+	Gatherer prometheus.Gatherer
 	Clock    hlc.Clock
 }
 

@@ -58,10 +58,13 @@ func (n *Node) toStatus(err error) error {
 		wr  *wrongRangeError
 		cf  *replica.CompareFailedError
 		le  *lockedError
+		dc  *replica.DescriptorChangedError
 	)
 	switch {
 	case errors.As(err, &inv):
 		return status.Error(codes.InvalidArgument, inv.msg)
+	case errors.As(err, &dc):
+		return status.Error(codes.Aborted, dc.Error())
 	case errors.As(err, &le):
 		return status.Error(codes.Aborted, le.Error())
 	case errors.Is(err, txn.ErrAmbiguous):

@@ -12,6 +12,7 @@ type metrics struct {
 	raftMsgsDropped  prometheus.Counter
 	snapshotsSent    prometheus.Counter
 	snapshotsRecv    prometheus.Counter
+	splits           prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,9 +47,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "raftrix_snapshots_received_total",
 			Help: "Range snapshots received and handed to Raft.",
 		}),
+		splits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftrix_range_splits_total",
+			Help: "Splits applied by replicas on this node (each replica counts its own).",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.syncSeconds, m.readyBatchRanges, m.appliedEntries,
-		m.raftMsgsSent, m.raftMsgsDropped, m.snapshotsSent, m.snapshotsRecv} {
+		m.raftMsgsSent, m.raftMsgsDropped, m.snapshotsSent, m.snapshotsRecv, m.splits} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

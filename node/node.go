@@ -38,6 +38,7 @@ type Node struct {
 	txn     *txn.Coordinator
 	grpc    *grpc.Server
 	lis     net.Listener
+	http    *httpEndpoint // nil without HTTPAddr/HTTPListener
 	started time.Time
 
 	stopTicker chan struct{}
@@ -81,6 +82,9 @@ func New(cfg Config) (*Node, error) {
 	n.mu.byKey = btree.NewG(8, rangeEntryLess)
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
+		return nil, err
+	}
+	if err := registerRuntimeCollectors(cfg.Registry); err != nil {
 		return nil, err
 	}
 	n.metrics = m
@@ -127,6 +131,10 @@ func New(cfg Config) (*Node, error) {
 	// Campaign nothing here: Raft elects leaders on its own after the first
 	// election timeout.
 	n.sched.enqueueAll(n.rangeIDs(), flagReady)
+	if err := n.startHTTP(); err != nil {
+		n.Stop()
+		return nil, err
+	}
 	n.logger.Info("node started", "addr", lis.Addr().String(), "replicas", len(n.rangeIDs()))
 	return n, nil
 }
@@ -147,6 +155,7 @@ func (n *Node) Addr() string { return n.lis.Addr().String() }
 // waits for a synced write on a quorum.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		n.stopHTTP()
 		n.txn.Close()
 		close(n.stopTicker)
 		<-n.tickerDone
@@ -202,6 +211,7 @@ func (n *Node) addReplica(st *replica.Storage) error {
 		DB:                   n.db,
 		Logger:               n.logger,
 		Notify:               func() { n.sched.enqueue(rangeID, flagReady) },
+		OnSplit:              n.onSplit,
 		ElectionTicks:        n.cfg.ElectionTicks,
 		LogTruncateThreshold: n.cfg.LogTruncateThreshold,
 	}, st)

@@ -52,3 +52,17 @@ func (s *adminServer) ListRanges(ctx context.Context, _ *pb.ListRangesRequest) (
 	}
 	return resp, nil
 }
+
+func (s *adminServer) SplitRange(ctx context.Context, req *pb.SplitRangeRequest) (*pb.SplitRangeResponse, error) {
+	n := s.n
+	if err := n.cfg.Limits.checkKey(req.Key); err != nil {
+		return nil, n.toStatus(err)
+	}
+	if isSystemKey(req.Key) && !isForwarded(ctx) {
+		return nil, n.toStatus(invalidf("cannot split inside the system key space"))
+	}
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	resp, err := n.splitRange(ctx, req.Key)
+	return resp, n.toStatus(err)
+}

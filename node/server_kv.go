@@ -21,6 +21,9 @@ import (
 type kvServer struct {
 	pb.UnimplementedKVServer
 	n *Node
+	// internal is set for the node's own use of the KV API, which may touch
+	// system keys.
+	internal bool
 }
 
 // forwardedKey marks, in gRPC metadata, a request forwarded by another node.
@@ -106,12 +109,24 @@ func (n *Node) onLeader(ctx context.Context, key []byte,
 	}
 }
 
+// checkKeyAllowed refuses system keys to users. Requests forwarded by other
+// nodes may carry them (with mutual TLS only node identities can forward).
+func (s *kvServer) checkKeyAllowed(ctx context.Context, key []byte) error {
+	if !s.internal && isSystemKey(key) && !isForwarded(ctx) {
+		return invalidf("keys starting with 0xFF 0xFF are reserved for the system")
+	}
+	return nil
+}
+
 func header(n *Node, r *replica.Replica) *pb.ResponseHeader {
 	return &pb.ResponseHeader{RangeId: r.RangeID(), NodeId: n.id}
 }
 
 func (s *kvServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
 	n := s.n
+	if err := s.checkKeyAllowed(ctx, req.Key); err != nil {
+		return nil, n.toStatus(err)
+	}
 	if err := n.cfg.Limits.validateGet(req); err != nil {
 		return nil, n.toStatus(err)
 	}
@@ -148,8 +163,11 @@ func (s *kvServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse
 // readSettled is a linearizable read of key on its leader replica r. If a
 // transaction holds the key, its record decides: committed → resolve the
 // intent and read again; pending or aborted → the last committed value is
-// the right answer (a pending transaction commits after this read).
+// the answer, as of the moment the record was seen not committed, provided
+// the same intent is still there when we read again (otherwise the intent
+// was resolved meanwhile, and we start over).
 func (n *Node) readSettled(ctx context.Context, r *replica.Replica, key []byte) (*pb.KeyValue, error) {
+	var notCommitted []byte // txn ID last seen not committed
 	for {
 		if err := r.ReadIndex(ctx); err != nil {
 			return nil, err
@@ -158,12 +176,16 @@ func (n *Node) readSettled(ctx context.Context, r *replica.Replica, key []byte) 
 		if err != nil || intent == nil {
 			return kv, err
 		}
+		if notCommitted != nil && bytes.Equal(intent.TxnId, notCommitted) {
+			return kv, nil
+		}
 		rec, err := n.txn.Settle(ctx, key, intent, false)
 		if err != nil {
 			return nil, err
 		}
+		notCommitted = nil
 		if rec.Status != pb.TxnRecord_COMMITTED {
-			return kv, nil
+			notCommitted = intent.TxnId
 		}
 	}
 }
@@ -199,6 +221,9 @@ func (n *Node) proposeSettled(ctx context.Context, r *replica.Replica, cmd func(
 
 func (s *kvServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
 	n := s.n
+	if err := s.checkKeyAllowed(ctx, req.Key); err != nil {
+		return nil, n.toStatus(err)
+	}
 	if err := n.cfg.Limits.validatePut(req); err != nil {
 		return nil, n.toStatus(err)
 	}
@@ -232,6 +257,9 @@ func (s *kvServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse
 
 func (s *kvServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
 	n := s.n
+	if err := s.checkKeyAllowed(ctx, req.Key); err != nil {
+		return nil, n.toStatus(err)
+	}
 	if err := n.cfg.Limits.validateDelete(req); err != nil {
 		return nil, n.toStatus(err)
 	}
@@ -269,6 +297,15 @@ func (s *kvServer) Scan(ctx context.Context, req *pb.ScanRequest) (*pb.ScanRespo
 	if err != nil {
 		return nil, n.toStatus(err)
 	}
+	if !s.internal && !isForwarded(ctx) {
+		// Users never see the system key space.
+		if isSystemKey(req.Start) {
+			return nil, n.toStatus(invalidf("keys starting with 0xFF 0xFF are reserved for the system"))
+		}
+		if len(req.End) == 0 || bytes.Compare(req.End, systemPrefix) > 0 {
+			req.End = systemPrefix
+		}
+	}
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
 	resp := &pb.ScanResponse{}
@@ -293,6 +330,7 @@ func (s *kvServer) Scan(ctx context.Context, req *pb.ScanRequest) (*pb.ScanRespo
 // leader unless the scan is stale. next is where the scan continues, or nil
 // when it is complete.
 func (n *Node) scanOneRange(ctx context.Context, req *pb.ScanRequest, from []byte, limit int) (kvs []*pb.KeyValue, next []byte, err error) {
+	notCommitted := map[string][]byte{}
 	read := func(r *replica.Replica) error {
 		res, err := r.Scan(from, req.End, limit, req.KeysOnly)
 		if err != nil {
@@ -309,15 +347,23 @@ func (n *Node) scanOneRange(ctx context.Context, req *pb.ScanRequest, from []byt
 		if req.Stale {
 			return nil
 		}
-		// Settle the intents met; if one belonged to a committed
-		// transaction, its writes are now applied: read again.
+		// Settle the intents met. The values read are right for keys whose
+		// intent belongs to a transaction already seen not committed;
+		// anything else (a committed transaction, or a new intent) means
+		// reading again.
 		reread := false
 		for _, ki := range res.Intents {
+			if txnID, ok := notCommitted[string(ki.Key)]; ok && bytes.Equal(txnID, ki.Intent.TxnId) {
+				continue
+			}
 			rec, err := n.txn.Settle(ctx, ki.Key, ki.Intent, false)
 			if err != nil {
 				return err
 			}
-			reread = reread || rec.Status == pb.TxnRecord_COMMITTED
+			if rec.Status != pb.TxnRecord_COMMITTED {
+				notCommitted[string(ki.Key)] = ki.Intent.TxnId
+			}
+			reread = true
 		}
 		if reread {
 			return errReread

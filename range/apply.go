@@ -27,6 +27,8 @@ type Result struct {
 	// Record is the transaction record after a TxnEnd, TxnPush or
 	// TxnHeartbeat (nil if there is none).
 	Record *pb.TxnRecord
+	// Left and Right are the descriptors after a split.
+	Left, Right *pb.RangeDescriptor
 }
 
 // stateMachine applies commands to an indexed batch. It must stay
@@ -35,6 +37,8 @@ type stateMachine struct {
 	b            *pebble.Batch
 	desc         *pb.RangeDescriptor
 	lastRevision int64
+	// splits are the right-hand ranges created by this batch.
+	splits []*pb.RangeDescriptor
 }
 
 // nextRevision returns the revision a write proposed at proposed gets.
@@ -60,6 +64,8 @@ func (sm *stateMachine) apply(cmd *pb.RaftCommand) Result {
 		return sm.heartbeat(op.Heartbeat)
 	case *pb.RaftCommand_Resolve:
 		return sm.resolve(op.Resolve)
+	case *pb.RaftCommand_Split:
+		return sm.split(op.Split)
 	default:
 		return Result{Err: fmt.Errorf("unknown command %T", cmd.Op)}
 	}

@@ -63,3 +63,14 @@ func (e *WriteIntentError) Error() string {
 }
 
 var errPendingResolve = errors.New("cannot resolve intents of a pending transaction")
+
+// DescriptorChangedError is returned when a range change was decided on a
+// descriptor that has changed since.
+type DescriptorChangedError struct {
+	RangeID          uint64
+	Expected, Actual uint64
+}
+
+func (e *DescriptorChangedError) Error() string {
+	return fmt.Sprintf("range %d changed (generation %d, expected %d); decide again", e.RangeID, e.Actual, e.Expected)
+}

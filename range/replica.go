@@ -22,6 +22,10 @@ type Config struct {
 	// Notify is called (without locks held) whenever the replica may have a
 	// new Ready, so the node's scheduler processes it.
 	Notify func()
+	// OnSplit is called after a split has been applied and committed, with
+	// the new left descriptor and the right-hand range's descriptor; the
+	// node opens the right-hand replica.
+	OnSplit func(left, right *pb.RangeDescriptor)
 	// ElectionTicks is the number of ticks without a leader before an
 	// election (default 10). HeartbeatTicks defaults to 1.
 	ElectionTicks  int
@@ -53,6 +57,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Notify == nil {
 		c.Notify = func() {}
+	}
+	if c.OnSplit == nil {
+		c.OnSplit = func(left, right *pb.RangeDescriptor) {}
 	}
 }
 
@@ -207,6 +214,16 @@ func (r *Replica) ReportSnapshot(replicaID uint64, ok bool) {
 	defer r.mu.Unlock()
 	if !r.mu.closed {
 		r.mu.rn.ReportSnapshot(replicaID, status)
+	}
+}
+
+// Campaign makes this replica start an election now (the node does this for
+// the right-hand side of a split it led, instead of waiting for a timeout).
+func (r *Replica) Campaign() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.mu.closed {
+		_ = r.mu.rn.Campaign()
 	}
 }
 

@@ -259,6 +259,12 @@ func (r *Replica) applyEntries(ents []raftpb.Entry) error {
 	if err := r.storage.setApplied(applied); err != nil {
 		return err
 	}
+	if sm.desc != r.storage.Descriptor() {
+		r.storage.setDescriptor(sm.desc)
+	}
+	for _, right := range sm.splits {
+		r.cfg.OnSplit(sm.desc, right)
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -129,6 +129,13 @@ const (
 // WriteInitialState writes the state of a freshly bootstrapped replica of
 // desc into b. Every replica of the range writes the same state.
 func WriteInitialState(b *pebble.Batch, desc *pb.RangeDescriptor) error {
+	return writeInitialState(b, desc, 0)
+}
+
+// writeInitialState writes a new replica's Raft state; lastRevision is the
+// revision the range's writes must stay above (a split's right-hand range
+// inherits it from the left).
+func writeInitialState(b *pebble.Batch, desc *pb.RangeDescriptor, lastRevision int64) error {
 	cs := ConfStateFromDescriptor(desc)
 	csBytes, err := cs.Marshal()
 	if err != nil {
@@ -141,7 +148,7 @@ func WriteInitialState(b *pebble.Batch, desc *pb.RangeDescriptor) error {
 	if err := putProto(b, TruncatedStateKey(desc.RangeId), &pb.TruncatedState{Index: initialIndex, Term: initialTerm}); err != nil {
 		return err
 	}
-	if err := putProto(b, AppliedStateKey(desc.RangeId), &pb.AppliedState{Index: initialIndex, Term: initialTerm, ConfState: csBytes}); err != nil {
+	if err := putProto(b, AppliedStateKey(desc.RangeId), &pb.AppliedState{Index: initialIndex, Term: initialTerm, LastRevision: lastRevision, ConfState: csBytes}); err != nil {
 		return err
 	}
 	return putProto(b, DescriptorKey(desc.RangeId), desc)
@@ -347,6 +354,21 @@ func (s *Storage) setApplied(a *pb.AppliedState) error {
 	s.mu.applied = a
 	s.mu.confState = cs
 	return nil
+}
+
+// setDescriptor records a descriptor after the batch that wrote it has been
+// committed.
+func (s *Storage) setDescriptor(d *pb.RangeDescriptor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.desc = d
+}
+
+// WriteSystemValue writes a committed user value at revision 1 (before any
+// real revision); bootstrap uses it to seed system keys identically on every
+// replica.
+func WriteSystemValue(b *pebble.Batch, key, value []byte) error {
+	return putProto(b, UserKey(key), &pb.ValueRecord{Value: value, CreateRevision: 1, ModRevision: 1, Version: 1})
 }
 
 // Applied returns the persisted applied state. The caller must not modify it.

@@ -26,14 +26,23 @@ type jsonKV struct {
 
 // writeJSONKV writes kv as one line of JSON.
 func writeJSONKV(w io.Writer, kv *pb.KeyValue, keyOnly bool) error {
+	return writeJSONLine(w, newJSONKV(kv, keyOnly))
+}
+
+func newJSONKV(kv *pb.KeyValue, keyOnly bool) jsonKV {
 	j := jsonKV{CreateRevision: kv.GetCreateRevision(), ModRevision: kv.GetModRevision(), Version: kv.GetVersion()}
 	j.Key, j.KeyBase64 = jsonBytes(kv.GetKey())
 	if !keyOnly {
 		j.Value, j.ValueBase64 = jsonBytes(kv.GetValue())
 	}
+	return j
+}
+
+// writeJSONLine writes v as one line of JSON.
+func writeJSONLine(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false) // keys like "a<b" stay readable
-	return enc.Encode(j)
+	return enc.Encode(v)
 }
 
 func jsonBytes(b []byte) (text, b64 *string) {

@@ -20,13 +20,13 @@ func newKVCmd() *cobra.Command {
 		Long: `Read and write keys. Any node serves any key, forwarding to the range's leader.
 
 Reads (get, scan) are retried on the next endpoint on any Unavailable error.
-Writes (put, del) are retried only when the request surely was not applied:
+Writes (put, del, txn) are retried only when the request surely was not applied:
 the endpoint could not be connected to, or it refused the request with a
 routing error. Any other failure of a write is reported, never retried,
 since a resent write could apply twice.`,
 	}
 	cf.register(cmd.PersistentFlags())
-	cmd.AddCommand(newPutCmd(&cf), newGetCmd(&cf), newDelCmd(&cf), newScanCmd(&cf))
+	cmd.AddCommand(newPutCmd(&cf), newGetCmd(&cf), newDelCmd(&cf), newScanCmd(&cf), newTxnCmd(&cf))
 	return cmd
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftrix/raftrixdb/bench"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +37,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newKVCmd(),
 		newStatusCmd(),
 		newRangesCmd(),
+		bench.NewCommand(stdout, stderr),
 	)
 	return root
 }
@@ -42,7 +45,14 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 // execute runs one command line and returns the process exit code, having
 // printed any error to stderr as a single "Error: ..." line.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return executeIn(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// executeIn is execute with the standard input given, for commands that
+// read it (kv txn).
+func executeIn(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
+	root.SetIn(stdin)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {

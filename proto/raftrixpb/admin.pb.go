@@ -21,6 +21,102 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SplitRangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeRequest) Reset() {
+	*x = SplitRangeRequest{}
+	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeRequest) ProtoMessage() {}
+
+func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
+func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SplitRangeRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type SplitRangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Left          *RangeDescriptor       `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right         *RangeDescriptor       `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeResponse) Reset() {
+	*x = SplitRangeResponse{}
+	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeResponse) ProtoMessage() {}
+
+func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
+func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
 type NodeStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +125,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +137,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +150,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 type NodeStatusResponse struct {
@@ -74,7 +170,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -86,7 +182,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -99,7 +195,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -168,7 +264,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +276,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +289,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NodeAddress) GetNodeId() uint64 {
@@ -218,7 +314,7 @@ type ListRangesRequest struct {
 
 func (x *ListRangesRequest) Reset() {
 	*x = ListRangesRequest{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +326,7 @@ func (x *ListRangesRequest) String() string {
 func (*ListRangesRequest) ProtoMessage() {}
 
 func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +339,7 @@ func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesRequest.ProtoReflect.Descriptor instead.
 func (*ListRangesRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 type ListRangesResponse struct {
@@ -255,7 +351,7 @@ type ListRangesResponse struct {
 
 func (x *ListRangesResponse) Reset() {
 	*x = ListRangesResponse{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +363,7 @@ func (x *ListRangesResponse) String() string {
 func (*ListRangesResponse) ProtoMessage() {}
 
 func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +376,7 @@ func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesResponse.ProtoReflect.Descriptor instead.
 func (*ListRangesResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRangesResponse) GetRanges() []*RangeInfo {
@@ -308,7 +404,7 @@ type RangeInfo struct {
 
 func (x *RangeInfo) Reset() {
 	*x = RangeInfo{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +416,7 @@ func (x *RangeInfo) String() string {
 func (*RangeInfo) ProtoMessage() {}
 
 func (x *RangeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +429,7 @@ func (x *RangeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
 func (*RangeInfo) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RangeInfo) GetDescriptor_() *RangeDescriptor {
@@ -397,7 +493,12 @@ var File_raftrix_v1_admin_proto protoreflect.FileDescriptor
 const file_raftrix_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16raftrix/v1/admin.proto\x12\n" +
-	"raftrix.v1\x1a\x13raftrix/v1/kv.proto\"\x13\n" +
+	"raftrix.v1\x1a\x13raftrix/v1/kv.proto\"%\n" +
+	"\x11SplitRangeRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"x\n" +
+	"\x12SplitRangeResponse\x12/\n" +
+	"\x04left\x18\x01 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\x04left\x121\n" +
+	"\x05right\x18\x02 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\x05right\"\x13\n" +
 	"\x11NodeStatusRequest\"\x8f\x02\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -426,12 +527,14 @@ const file_raftrix_v1_admin_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x124\n" +
 	"\x16approximate_size_bytes\x18\a \x01(\x03R\x14approximateSizeBytes\x12\x1d\n" +
 	"\n" +
-	"raft_state\x18\b \x01(\tR\traftState2\xa1\x01\n" +
+	"raft_state\x18\b \x01(\tR\traftState2\xee\x01\n" +
 	"\x05Admin\x12K\n" +
 	"\n" +
 	"NodeStatus\x12\x1d.raftrix.v1.NodeStatusRequest\x1a\x1e.raftrix.v1.NodeStatusResponse\x12K\n" +
 	"\n" +
-	"ListRanges\x12\x1d.raftrix.v1.ListRangesRequest\x1a\x1e.raftrix.v1.ListRangesResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
+	"ListRanges\x12\x1d.raftrix.v1.ListRangesRequest\x1a\x1e.raftrix.v1.ListRangesResponse\x12K\n" +
+	"\n" +
+	"SplitRange\x12\x1d.raftrix.v1.SplitRangeRequest\x1a\x1e.raftrix.v1.SplitRangeResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
 
 var (
 	file_raftrix_v1_admin_proto_rawDescOnce sync.Once
@@ -445,29 +548,35 @@ func file_raftrix_v1_admin_proto_rawDescGZIP() []byte {
 	return file_raftrix_v1_admin_proto_rawDescData
 }
 
-var file_raftrix_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_raftrix_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_raftrix_v1_admin_proto_goTypes = []any{
-	(*NodeStatusRequest)(nil),  // 0: raftrix.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil), // 1: raftrix.v1.NodeStatusResponse
-	(*NodeAddress)(nil),        // 2: raftrix.v1.NodeAddress
-	(*ListRangesRequest)(nil),  // 3: raftrix.v1.ListRangesRequest
-	(*ListRangesResponse)(nil), // 4: raftrix.v1.ListRangesResponse
-	(*RangeInfo)(nil),          // 5: raftrix.v1.RangeInfo
-	(*RangeDescriptor)(nil),    // 6: raftrix.v1.RangeDescriptor
+	(*SplitRangeRequest)(nil),  // 0: raftrix.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil), // 1: raftrix.v1.SplitRangeResponse
+	(*NodeStatusRequest)(nil),  // 2: raftrix.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil), // 3: raftrix.v1.NodeStatusResponse
+	(*NodeAddress)(nil),        // 4: raftrix.v1.NodeAddress
+	(*ListRangesRequest)(nil),  // 5: raftrix.v1.ListRangesRequest
+	(*ListRangesResponse)(nil), // 6: raftrix.v1.ListRangesResponse
+	(*RangeInfo)(nil),          // 7: raftrix.v1.RangeInfo
+	(*RangeDescriptor)(nil),    // 8: raftrix.v1.RangeDescriptor
 }
 var file_raftrix_v1_admin_proto_depIdxs = []int32{
-	2, // 0: raftrix.v1.NodeStatusResponse.peers:type_name -> raftrix.v1.NodeAddress
-	5, // 1: raftrix.v1.ListRangesResponse.ranges:type_name -> raftrix.v1.RangeInfo
-	6, // 2: raftrix.v1.RangeInfo.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	0, // 3: raftrix.v1.Admin.NodeStatus:input_type -> raftrix.v1.NodeStatusRequest
-	3, // 4: raftrix.v1.Admin.ListRanges:input_type -> raftrix.v1.ListRangesRequest
-	1, // 5: raftrix.v1.Admin.NodeStatus:output_type -> raftrix.v1.NodeStatusResponse
-	4, // 6: raftrix.v1.Admin.ListRanges:output_type -> raftrix.v1.ListRangesResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	8, // 0: raftrix.v1.SplitRangeResponse.left:type_name -> raftrix.v1.RangeDescriptor
+	8, // 1: raftrix.v1.SplitRangeResponse.right:type_name -> raftrix.v1.RangeDescriptor
+	4, // 2: raftrix.v1.NodeStatusResponse.peers:type_name -> raftrix.v1.NodeAddress
+	7, // 3: raftrix.v1.ListRangesResponse.ranges:type_name -> raftrix.v1.RangeInfo
+	8, // 4: raftrix.v1.RangeInfo.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	2, // 5: raftrix.v1.Admin.NodeStatus:input_type -> raftrix.v1.NodeStatusRequest
+	5, // 6: raftrix.v1.Admin.ListRanges:input_type -> raftrix.v1.ListRangesRequest
+	0, // 7: raftrix.v1.Admin.SplitRange:input_type -> raftrix.v1.SplitRangeRequest
+	3, // 8: raftrix.v1.Admin.NodeStatus:output_type -> raftrix.v1.NodeStatusResponse
+	6, // 9: raftrix.v1.Admin.ListRanges:output_type -> raftrix.v1.ListRangesResponse
+	1, // 10: raftrix.v1.Admin.SplitRange:output_type -> raftrix.v1.SplitRangeResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_admin_proto_init() }
@@ -482,7 +591,7 @@ func file_raftrix_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_admin_proto_rawDesc), len(file_raftrix_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

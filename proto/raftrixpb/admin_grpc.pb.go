@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Admin_NodeStatus_FullMethodName = "/raftrix.v1.Admin/NodeStatus"
 	Admin_ListRanges_FullMethodName = "/raftrix.v1.Admin/ListRanges"
+	Admin_SplitRange_FullMethodName = "/raftrix.v1.Admin/SplitRange"
 )
 
 // AdminClient is the client API for Admin service.
@@ -31,6 +32,8 @@ const (
 type AdminClient interface {
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
 	ListRanges(ctx context.Context, in *ListRangesRequest, opts ...grpc.CallOption) (*ListRangesResponse, error)
+	// SplitRange splits the range holding key at key.
+	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
 }
 
 type adminClient struct {
@@ -61,6 +64,16 @@ func (c *adminClient) ListRanges(ctx context.Context, in *ListRangesRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SplitRangeResponse)
+	err := c.cc.Invoke(ctx, Admin_SplitRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -69,6 +82,8 @@ func (c *adminClient) ListRanges(ctx context.Context, in *ListRangesRequest, opt
 type AdminServer interface {
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
 	ListRanges(context.Context, *ListRangesRequest) (*ListRangesResponse, error)
+	// SplitRange splits the range holding key at key.
+	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -84,6 +99,9 @@ func (UnimplementedAdminServer) NodeStatus(context.Context, *NodeStatusRequest) 
 }
 func (UnimplementedAdminServer) ListRanges(context.Context, *ListRangesRequest) (*ListRangesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListRanges not implemented")
+}
+func (UnimplementedAdminServer) SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SplitRange not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -142,6 +160,24 @@ func _Admin_ListRanges_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_SplitRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SplitRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SplitRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SplitRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SplitRange(ctx, req.(*SplitRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -156,6 +192,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRanges",
 			Handler:    _Admin_ListRanges_Handler,
+		},
+		{
+			MethodName: "SplitRange",
+			Handler:    _Admin_SplitRange_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -977,9 +977,12 @@ type RangeDescriptor struct {
 	RangeId  uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
 	StartKey []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
 	// end_key empty means the end of the key space.
-	EndKey        []byte               `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
-	Replicas      []*ReplicaDescriptor `protobuf:"bytes,4,rep,name=replicas,proto3" json:"replicas,omitempty"`
-	Generation    uint64               `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	EndKey     []byte               `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
+	Replicas   []*ReplicaDescriptor `protobuf:"bytes,4,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Generation uint64               `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// next_replica_id is the ID the next added replica gets; replica IDs are
+	// never reused within a range.
+	NextReplicaId uint64 `protobuf:"varint,6,opt,name=next_replica_id,json=nextReplicaId,proto3" json:"next_replica_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1045,6 +1048,13 @@ func (x *RangeDescriptor) GetReplicas() []*ReplicaDescriptor {
 func (x *RangeDescriptor) GetGeneration() uint64 {
 	if x != nil {
 		return x.Generation
+	}
+	return 0
+}
+
+func (x *RangeDescriptor) GetNextReplicaId() uint64 {
+	if x != nil {
+		return x.NextReplicaId
 	}
 	return 0
 }
@@ -1607,7 +1617,7 @@ const file_raftrix_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"NOT_LEADER\x10\x01\x12\x0f\n" +
 	"\vWRONG_RANGE\x10\x02\x12\r\n" +
-	"\tNO_LEADER\x10\x03\"\xbd\x01\n" +
+	"\tNO_LEADER\x10\x03\"\xe5\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
@@ -1615,7 +1625,8 @@ const file_raftrix_v1_kv_proto_rawDesc = "" +
 	"\breplicas\x18\x04 \x03(\v2\x1d.raftrix.v1.ReplicaDescriptorR\breplicas\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"\xa3\x01\n" +
+	"generation\x12&\n" +
+	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xa3\x01\n" +
 	"\x11ReplicaDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
 	"\n" +

@@ -67,7 +67,7 @@ func (x TxnRecord_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TxnRecord_Status.Descriptor instead.
 func (TxnRecord_Status) EnumDescriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{7, 0}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{8, 0}
 }
 
 // ValueRecord is the stored form of a user key's value.
@@ -169,6 +169,7 @@ type RaftCommand struct {
 	//	*RaftCommand_Push
 	//	*RaftCommand_Heartbeat
 	//	*RaftCommand_Resolve
+	//	*RaftCommand_Split
 	Op            isRaftCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -297,6 +298,15 @@ func (x *RaftCommand) GetResolve() *ResolveIntents {
 	return nil
 }
 
+func (x *RaftCommand) GetSplit() *SplitRange {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_Split); ok {
+			return x.Split
+		}
+	}
+	return nil
+}
+
 type isRaftCommand_Op interface {
 	isRaftCommand_Op()
 }
@@ -333,6 +343,10 @@ type RaftCommand_Resolve struct {
 	Resolve *ResolveIntents `protobuf:"bytes,10,opt,name=resolve,proto3,oneof"`
 }
 
+type RaftCommand_Split struct {
+	Split *SplitRange `protobuf:"bytes,11,opt,name=split,proto3,oneof"`
+}
+
 func (*RaftCommand_Put) isRaftCommand_Op() {}
 
 func (*RaftCommand_Delete) isRaftCommand_Op() {}
@@ -349,6 +363,73 @@ func (*RaftCommand_Heartbeat) isRaftCommand_Op() {}
 
 func (*RaftCommand_Resolve) isRaftCommand_Op() {}
 
+func (*RaftCommand_Split) isRaftCommand_Op() {}
+
+// SplitRange splits a range at split_key: the range keeps [start, split_key)
+// and a new range right_range_id takes [split_key, end) with replicas on the
+// same nodes. No data moves: user keys are not prefixed by range.
+type SplitRange struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SplitKey     []byte                 `protobuf:"bytes,1,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	RightRangeId uint64                 `protobuf:"varint,2,opt,name=right_range_id,json=rightRangeId,proto3" json:"right_range_id,omitempty"`
+	// expected_generation guards against splitting a descriptor that changed
+	// since the split was decided.
+	ExpectedGeneration uint64 `protobuf:"varint,3,opt,name=expected_generation,json=expectedGeneration,proto3" json:"expected_generation,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SplitRange) Reset() {
+	*x = SplitRange{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRange) ProtoMessage() {}
+
+func (x *SplitRange) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRange.ProtoReflect.Descriptor instead.
+func (*SplitRange) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SplitRange) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *SplitRange) GetRightRangeId() uint64 {
+	if x != nil {
+		return x.RightRangeId
+	}
+	return 0
+}
+
+func (x *SplitRange) GetExpectedGeneration() uint64 {
+	if x != nil {
+		return x.ExpectedGeneration
+	}
+	return 0
+}
+
 // AppliedState is stored with every applied batch.
 type AppliedState struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -364,7 +445,7 @@ type AppliedState struct {
 
 func (x *AppliedState) Reset() {
 	*x = AppliedState{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[2]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +457,7 @@ func (x *AppliedState) String() string {
 func (*AppliedState) ProtoMessage() {}
 
 func (x *AppliedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[2]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +470,7 @@ func (x *AppliedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
 func (*AppliedState) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AppliedState) GetIndex() uint64 {
@@ -431,7 +512,7 @@ type TruncatedState struct {
 
 func (x *TruncatedState) Reset() {
 	*x = TruncatedState{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[3]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +524,7 @@ func (x *TruncatedState) String() string {
 func (*TruncatedState) ProtoMessage() {}
 
 func (x *TruncatedState) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[3]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +537,7 @@ func (x *TruncatedState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncatedState.ProtoReflect.Descriptor instead.
 func (*TruncatedState) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TruncatedState) GetIndex() uint64 {
@@ -485,7 +566,7 @@ type SnapshotData struct {
 
 func (x *SnapshotData) Reset() {
 	*x = SnapshotData{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[4]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +578,7 @@ func (x *SnapshotData) String() string {
 func (*SnapshotData) ProtoMessage() {}
 
 func (x *SnapshotData) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[4]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +591,7 @@ func (x *SnapshotData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotData.ProtoReflect.Descriptor instead.
 func (*SnapshotData) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SnapshotData) GetDescriptor_() *RangeDescriptor {
@@ -547,7 +628,7 @@ type Intent struct {
 
 func (x *Intent) Reset() {
 	*x = Intent{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[5]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +640,7 @@ func (x *Intent) String() string {
 func (*Intent) ProtoMessage() {}
 
 func (x *Intent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[5]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +653,7 @@ func (x *Intent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Intent.ProtoReflect.Descriptor instead.
 func (*Intent) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Intent) GetTxnId() []byte {
@@ -620,7 +701,7 @@ type TxnWrite struct {
 
 func (x *TxnWrite) Reset() {
 	*x = TxnWrite{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[6]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +713,7 @@ func (x *TxnWrite) String() string {
 func (*TxnWrite) ProtoMessage() {}
 
 func (x *TxnWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[6]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +726,7 @@ func (x *TxnWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
 func (*TxnWrite) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TxnWrite) GetDelete() bool {
@@ -683,7 +764,7 @@ type TxnRecord struct {
 
 func (x *TxnRecord) Reset() {
 	*x = TxnRecord{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[7]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +776,7 @@ func (x *TxnRecord) String() string {
 func (*TxnRecord) ProtoMessage() {}
 
 func (x *TxnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[7]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +789,7 @@ func (x *TxnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
 func (*TxnRecord) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TxnRecord) GetTxnId() []byte {
@@ -763,7 +844,7 @@ type TxnOnePC struct {
 
 func (x *TxnOnePC) Reset() {
 	*x = TxnOnePC{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[8]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +856,7 @@ func (x *TxnOnePC) String() string {
 func (*TxnOnePC) ProtoMessage() {}
 
 func (x *TxnOnePC) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[8]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +869,7 @@ func (x *TxnOnePC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnOnePC.ProtoReflect.Descriptor instead.
 func (*TxnOnePC) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TxnOnePC) GetTxn() *TxnRequest {
@@ -820,7 +901,7 @@ type TxnPrepare struct {
 
 func (x *TxnPrepare) Reset() {
 	*x = TxnPrepare{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[9]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +913,7 @@ func (x *TxnPrepare) String() string {
 func (*TxnPrepare) ProtoMessage() {}
 
 func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[9]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +926,7 @@ func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPrepare.ProtoReflect.Descriptor instead.
 func (*TxnPrepare) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TxnPrepare) GetTxnId() []byte {
@@ -914,7 +995,7 @@ type IndexedOp struct {
 
 func (x *IndexedOp) Reset() {
 	*x = IndexedOp{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[10]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1007,7 @@ func (x *IndexedOp) String() string {
 func (*IndexedOp) ProtoMessage() {}
 
 func (x *IndexedOp) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[10]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1020,7 @@ func (x *IndexedOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexedOp.ProtoReflect.Descriptor instead.
 func (*IndexedOp) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IndexedOp) GetIndex() int32 {
@@ -978,7 +1059,7 @@ type TxnPrepareResult struct {
 
 func (x *TxnPrepareResult) Reset() {
 	*x = TxnPrepareResult{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[11]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1071,7 @@ func (x *TxnPrepareResult) String() string {
 func (*TxnPrepareResult) ProtoMessage() {}
 
 func (x *TxnPrepareResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[11]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1084,7 @@ func (x *TxnPrepareResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPrepareResult.ProtoReflect.Descriptor instead.
 func (*TxnPrepareResult) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{11}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxnPrepareResult) GetConflict() *Intent {
@@ -1065,7 +1146,7 @@ type IndexedResponse struct {
 
 func (x *IndexedResponse) Reset() {
 	*x = IndexedResponse{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[12]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1158,7 @@ func (x *IndexedResponse) String() string {
 func (*IndexedResponse) ProtoMessage() {}
 
 func (x *IndexedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[12]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1171,7 @@ func (x *IndexedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexedResponse.ProtoReflect.Descriptor instead.
 func (*IndexedResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{12}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IndexedResponse) GetIndex() int32 {
@@ -1122,7 +1203,7 @@ type TxnEnd struct {
 
 func (x *TxnEnd) Reset() {
 	*x = TxnEnd{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[13]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1215,7 @@ func (x *TxnEnd) String() string {
 func (*TxnEnd) ProtoMessage() {}
 
 func (x *TxnEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[13]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1228,7 @@ func (x *TxnEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnEnd.ProtoReflect.Descriptor instead.
 func (*TxnEnd) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{13}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TxnEnd) GetTxnId() []byte {
@@ -1204,7 +1285,7 @@ type TxnPush struct {
 
 func (x *TxnPush) Reset() {
 	*x = TxnPush{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[14]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1297,7 @@ func (x *TxnPush) String() string {
 func (*TxnPush) ProtoMessage() {}
 
 func (x *TxnPush) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[14]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1310,7 @@ func (x *TxnPush) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPush.ProtoReflect.Descriptor instead.
 func (*TxnPush) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{14}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TxnPush) GetTxnId() []byte {
@@ -1279,7 +1360,7 @@ type TxnHeartbeat struct {
 
 func (x *TxnHeartbeat) Reset() {
 	*x = TxnHeartbeat{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[15]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1372,7 @@ func (x *TxnHeartbeat) String() string {
 func (*TxnHeartbeat) ProtoMessage() {}
 
 func (x *TxnHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[15]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1385,7 @@ func (x *TxnHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnHeartbeat.ProtoReflect.Descriptor instead.
 func (*TxnHeartbeat) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{15}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TxnHeartbeat) GetTxnId() []byte {
@@ -1344,7 +1425,7 @@ type ResolveIntents struct {
 
 func (x *ResolveIntents) Reset() {
 	*x = ResolveIntents{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[16]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1437,7 @@ func (x *ResolveIntents) String() string {
 func (*ResolveIntents) ProtoMessage() {}
 
 func (x *ResolveIntents) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[16]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1450,7 @@ func (x *ResolveIntents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveIntents.ProtoReflect.Descriptor instead.
 func (*ResolveIntents) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{16}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResolveIntents) GetTxnId() []byte {
@@ -1427,7 +1508,7 @@ type InternalRequest struct {
 
 func (x *InternalRequest) Reset() {
 	*x = InternalRequest{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[17]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1520,7 @@ func (x *InternalRequest) String() string {
 func (*InternalRequest) ProtoMessage() {}
 
 func (x *InternalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[17]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1533,7 @@ func (x *InternalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InternalRequest.ProtoReflect.Descriptor instead.
 func (*InternalRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{17}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InternalRequest) GetKey() []byte {
@@ -1582,7 +1663,7 @@ type InternalResponse struct {
 
 func (x *InternalResponse) Reset() {
 	*x = InternalResponse{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1675,7 @@ func (x *InternalResponse) String() string {
 func (*InternalResponse) ProtoMessage() {}
 
 func (x *InternalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1688,7 @@ func (x *InternalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InternalResponse.ProtoReflect.Descriptor instead.
 func (*InternalResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{18}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *InternalResponse) GetPrepare() *TxnPrepareResult {
@@ -1656,7 +1737,7 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\x02 \x01(\x03R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x03 \x01(\x03R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x03R\aversion\x12*\n" +
-	"\x06intent\x18\x05 \x01(\v2\x12.raftrix.v1.IntentR\x06intent\"\xd4\x03\n" +
+	"\x06intent\x18\x05 \x01(\v2\x12.raftrix.v1.IntentR\x06intent\"\x84\x04\n" +
 	"\vRaftCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12\x1a\n" +
@@ -1669,8 +1750,14 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x04push\x18\b \x01(\v2\x13.raftrix.v1.TxnPushH\x00R\x04push\x128\n" +
 	"\theartbeat\x18\t \x01(\v2\x18.raftrix.v1.TxnHeartbeatH\x00R\theartbeat\x126\n" +
 	"\aresolve\x18\n" +
-	" \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolveB\x04\n" +
-	"\x02op\"|\n" +
+	" \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolve\x12.\n" +
+	"\x05split\x18\v \x01(\v2\x16.raftrix.v1.SplitRangeH\x00R\x05splitB\x04\n" +
+	"\x02op\"\x80\x01\n" +
+	"\n" +
+	"SplitRange\x12\x1b\n" +
+	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12$\n" +
+	"\x0eright_range_id\x18\x02 \x01(\x04R\frightRangeId\x12/\n" +
+	"\x13expected_generation\x18\x03 \x01(\x04R\x12expectedGeneration\"|\n" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12#\n" +
@@ -1792,78 +1879,80 @@ func file_raftrix_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_raftrix_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_raftrix_v1_storage_proto_goTypes = []any{
 	(TxnRecord_Status)(0),    // 0: raftrix.v1.TxnRecord.Status
 	(*ValueRecord)(nil),      // 1: raftrix.v1.ValueRecord
 	(*RaftCommand)(nil),      // 2: raftrix.v1.RaftCommand
-	(*AppliedState)(nil),     // 3: raftrix.v1.AppliedState
-	(*TruncatedState)(nil),   // 4: raftrix.v1.TruncatedState
-	(*SnapshotData)(nil),     // 5: raftrix.v1.SnapshotData
-	(*Intent)(nil),           // 6: raftrix.v1.Intent
-	(*TxnWrite)(nil),         // 7: raftrix.v1.TxnWrite
-	(*TxnRecord)(nil),        // 8: raftrix.v1.TxnRecord
-	(*TxnOnePC)(nil),         // 9: raftrix.v1.TxnOnePC
-	(*TxnPrepare)(nil),       // 10: raftrix.v1.TxnPrepare
-	(*IndexedOp)(nil),        // 11: raftrix.v1.IndexedOp
-	(*TxnPrepareResult)(nil), // 12: raftrix.v1.TxnPrepareResult
-	(*IndexedResponse)(nil),  // 13: raftrix.v1.IndexedResponse
-	(*TxnEnd)(nil),           // 14: raftrix.v1.TxnEnd
-	(*TxnPush)(nil),          // 15: raftrix.v1.TxnPush
-	(*TxnHeartbeat)(nil),     // 16: raftrix.v1.TxnHeartbeat
-	(*ResolveIntents)(nil),   // 17: raftrix.v1.ResolveIntents
-	(*InternalRequest)(nil),  // 18: raftrix.v1.InternalRequest
-	(*InternalResponse)(nil), // 19: raftrix.v1.InternalResponse
-	(*PutRequest)(nil),       // 20: raftrix.v1.PutRequest
-	(*DeleteRequest)(nil),    // 21: raftrix.v1.DeleteRequest
-	(*RangeDescriptor)(nil),  // 22: raftrix.v1.RangeDescriptor
-	(*TxnRequest)(nil),       // 23: raftrix.v1.TxnRequest
-	(*Compare)(nil),          // 24: raftrix.v1.Compare
-	(*RequestOp)(nil),        // 25: raftrix.v1.RequestOp
-	(*ResponseOp)(nil),       // 26: raftrix.v1.ResponseOp
-	(*TxnResponse)(nil),      // 27: raftrix.v1.TxnResponse
+	(*SplitRange)(nil),       // 3: raftrix.v1.SplitRange
+	(*AppliedState)(nil),     // 4: raftrix.v1.AppliedState
+	(*TruncatedState)(nil),   // 5: raftrix.v1.TruncatedState
+	(*SnapshotData)(nil),     // 6: raftrix.v1.SnapshotData
+	(*Intent)(nil),           // 7: raftrix.v1.Intent
+	(*TxnWrite)(nil),         // 8: raftrix.v1.TxnWrite
+	(*TxnRecord)(nil),        // 9: raftrix.v1.TxnRecord
+	(*TxnOnePC)(nil),         // 10: raftrix.v1.TxnOnePC
+	(*TxnPrepare)(nil),       // 11: raftrix.v1.TxnPrepare
+	(*IndexedOp)(nil),        // 12: raftrix.v1.IndexedOp
+	(*TxnPrepareResult)(nil), // 13: raftrix.v1.TxnPrepareResult
+	(*IndexedResponse)(nil),  // 14: raftrix.v1.IndexedResponse
+	(*TxnEnd)(nil),           // 15: raftrix.v1.TxnEnd
+	(*TxnPush)(nil),          // 16: raftrix.v1.TxnPush
+	(*TxnHeartbeat)(nil),     // 17: raftrix.v1.TxnHeartbeat
+	(*ResolveIntents)(nil),   // 18: raftrix.v1.ResolveIntents
+	(*InternalRequest)(nil),  // 19: raftrix.v1.InternalRequest
+	(*InternalResponse)(nil), // 20: raftrix.v1.InternalResponse
+	(*PutRequest)(nil),       // 21: raftrix.v1.PutRequest
+	(*DeleteRequest)(nil),    // 22: raftrix.v1.DeleteRequest
+	(*RangeDescriptor)(nil),  // 23: raftrix.v1.RangeDescriptor
+	(*TxnRequest)(nil),       // 24: raftrix.v1.TxnRequest
+	(*Compare)(nil),          // 25: raftrix.v1.Compare
+	(*RequestOp)(nil),        // 26: raftrix.v1.RequestOp
+	(*ResponseOp)(nil),       // 27: raftrix.v1.ResponseOp
+	(*TxnResponse)(nil),      // 28: raftrix.v1.TxnResponse
 }
 var file_raftrix_v1_storage_proto_depIdxs = []int32{
-	6,  // 0: raftrix.v1.ValueRecord.intent:type_name -> raftrix.v1.Intent
-	20, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
-	21, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
-	9,  // 3: raftrix.v1.RaftCommand.txn:type_name -> raftrix.v1.TxnOnePC
-	10, // 4: raftrix.v1.RaftCommand.prepare:type_name -> raftrix.v1.TxnPrepare
-	14, // 5: raftrix.v1.RaftCommand.end:type_name -> raftrix.v1.TxnEnd
-	15, // 6: raftrix.v1.RaftCommand.push:type_name -> raftrix.v1.TxnPush
-	16, // 7: raftrix.v1.RaftCommand.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
-	17, // 8: raftrix.v1.RaftCommand.resolve:type_name -> raftrix.v1.ResolveIntents
-	22, // 9: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	7,  // 10: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
-	7,  // 11: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
-	0,  // 12: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
-	23, // 13: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
-	24, // 14: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
-	11, // 15: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
-	11, // 16: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
-	25, // 17: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
-	6,  // 18: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
-	13, // 19: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
-	13, // 20: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
-	26, // 21: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
-	8,  // 22: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
-	10, // 23: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
-	14, // 24: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
-	15, // 25: raftrix.v1.InternalRequest.push:type_name -> raftrix.v1.TxnPush
-	16, // 26: raftrix.v1.InternalRequest.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
-	17, // 27: raftrix.v1.InternalRequest.resolve:type_name -> raftrix.v1.ResolveIntents
-	9,  // 28: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
-	12, // 29: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
-	8,  // 30: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
-	27, // 31: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
-	6,  // 32: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
-	18, // 33: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
-	19, // 34: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
-	34, // [34:35] is the sub-list for method output_type
-	33, // [33:34] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	7,  // 0: raftrix.v1.ValueRecord.intent:type_name -> raftrix.v1.Intent
+	21, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
+	22, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
+	10, // 3: raftrix.v1.RaftCommand.txn:type_name -> raftrix.v1.TxnOnePC
+	11, // 4: raftrix.v1.RaftCommand.prepare:type_name -> raftrix.v1.TxnPrepare
+	15, // 5: raftrix.v1.RaftCommand.end:type_name -> raftrix.v1.TxnEnd
+	16, // 6: raftrix.v1.RaftCommand.push:type_name -> raftrix.v1.TxnPush
+	17, // 7: raftrix.v1.RaftCommand.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
+	18, // 8: raftrix.v1.RaftCommand.resolve:type_name -> raftrix.v1.ResolveIntents
+	3,  // 9: raftrix.v1.RaftCommand.split:type_name -> raftrix.v1.SplitRange
+	23, // 10: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	8,  // 11: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
+	8,  // 12: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
+	0,  // 13: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
+	24, // 14: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
+	25, // 15: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
+	12, // 16: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
+	12, // 17: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
+	26, // 18: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
+	7,  // 19: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
+	14, // 20: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
+	14, // 21: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
+	27, // 22: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
+	9,  // 23: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
+	11, // 24: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
+	15, // 25: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
+	16, // 26: raftrix.v1.InternalRequest.push:type_name -> raftrix.v1.TxnPush
+	17, // 27: raftrix.v1.InternalRequest.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
+	18, // 28: raftrix.v1.InternalRequest.resolve:type_name -> raftrix.v1.ResolveIntents
+	10, // 29: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
+	13, // 30: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
+	9,  // 31: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
+	28, // 32: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
+	7,  // 33: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
+	19, // 34: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
+	20, // 35: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
+	35, // [35:36] is the sub-list for method output_type
+	34, // [34:35] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_storage_proto_init() }
@@ -1881,8 +1970,9 @@ func file_raftrix_v1_storage_proto_init() {
 		(*RaftCommand_Push)(nil),
 		(*RaftCommand_Heartbeat)(nil),
 		(*RaftCommand_Resolve)(nil),
+		(*RaftCommand_Split)(nil),
 	}
-	file_raftrix_v1_storage_proto_msgTypes[17].OneofWrappers = []any{
+	file_raftrix_v1_storage_proto_msgTypes[18].OneofWrappers = []any{
 		(*InternalRequest_Prepare)(nil),
 		(*InternalRequest_End)(nil),
 		(*InternalRequest_Push)(nil),
@@ -1896,7 +1986,7 @@ func file_raftrix_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_storage_proto_rawDesc), len(file_raftrix_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,63 @@
+// Package bench is RaftrixDB's load generator: workloads, drivers for
+// RaftrixDB and etcd, an open- or closed-loop runner, and HDR-histogram
+// reports. NewCommand returns it as the `raftrix bench` command:
+//
+//	raftrix bench kv   --read-fraction 0.95 --key-dist zipfian --clients 64 --duration 30s
+//	raftrix bench ycsb --workload A --rate 5000 --warmup 5s --json out.json
+//	raftrix bench ycsb --workload B --driver etcd --endpoints 127.0.0.1:2379,127.0.0.1:22379
+//
+// # Pieces
+//
+//   - A Spec (workload.go) is an operation mix (read, update, insert, scan,
+//     read-modify-write) over a key space with a key distribution. The kv
+//     workload (workload_kv.go) and the YCSB core workloads A–F
+//     (workload_ycsb.go) are both Specs, so every workload runs unchanged
+//     on every driver.
+//   - A Driver (driver.go) is the five operations a workload needs. The
+//     raftrix driver speaks the KV gRPC service; the etcd driver uses
+//     go.etcd.io/etcd/client/v3. Both send the same bytes for the same key
+//     and value, and both read linearizably.
+//   - The runner (runner.go) runs --clients workers over --conns
+//     connections, for --duration or --total operations, closed loop or at a
+//     fixed --rate, and records every operation in a recorder.
+//   - The report (report.go) turns the recorder's histograms into a live
+//     line per second (stderr), a final table (stdout) and, with --json, a
+//     JSON file (see Report).
+//
+// # Keys
+//
+// Key i is, for the default --key-size 16:
+//
+//	[2-byte prefix]["user"][i, zero-padded decimal, key-size-6 digits]
+//
+// The prefix is the top 16 bits of i times 2^64/φ (Fibonacci hashing). The
+// bootstrap split cuts the key space evenly by the first two key bytes, so
+// a plain "user…" prefix would put every key in one range; the hashed
+// prefix spreads the keys evenly over 0..65535 whatever their number, and
+// consecutive (and so the hottest zipfian) indices land far apart. Scans
+// start at a chosen key and read the next keys in byte order, which is
+// hashed order, as YCSB does with insertorder=hashed.
+//
+// # Latency and coordinated omission
+//
+// With --rate R the runner is open loop: operation k has the intended start
+// time start + k/R, fixed in advance. A worker waits for that time (or
+// starts at once when it is late) and the latency recorded is from the
+// intended start to the end, so time spent queued behind a slow operation
+// counts, instead of being hidden by the client slowing down (coordinated
+// omission). --clients bounds the operations in flight; when it is too
+// small for the rate the schedule falls behind and the latencies show it; a
+// live line then says how far behind, and operations still unstarted when
+// the measured time ends are counted in the report (Report.Unstarted), so
+// that the run ends on time yet hides nothing.
+// With --rate 0 the runner is closed loop: each worker starts its next
+// operation when the last one ends, and latency is service time.
+//
+// Operations that fail are counted by gRPC code name and kept out of the
+// latency histograms; nothing is retried during the measured run. A
+// read-modify-write whose compare-and-set loses to a concurrent writer is a
+// conflict, not an error; a read of a missing key is a miss, not an error.
+//
+// The command is `raftrix bench`; ETCD.md shows how to start a local etcd
+// cluster to compare against.
+package bench
