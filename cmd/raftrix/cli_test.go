@@ -248,3 +248,23 @@ func TestHelpListsExitCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestRangeSplitCommand(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3, InitialRanges: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.WaitLeaders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ep := "--endpoints=" + c.Addr(1)
+	var out, errOut bytes.Buffer
+	code := execute(ctx, []string{"range", "split", "m", ep}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "left  range 1 [<min>, m)") || !strings.Contains(out.String(), "[m, ") {
+		t.Fatalf("split: exit %d, out %q, err %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := execute(ctx, []string{"range", "split", "m", ep}, &out, &errOut); code != 2 {
+		t.Fatalf("split at a boundary: exit %d, err %q", code, errOut.String())
+	}
+}

@@ -37,6 +37,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newKVCmd(),
 		newStatusCmd(),
 		newRangesCmd(),
+		newRangeCmd(),
 		bench.NewCommand(stdout, stderr),
 	)
 	return root
