@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
+	"github.com/raftrix/raftrixdb/internal/tlsutil"
 )
 
 // Config configures a node. NodeID, DataDir (or FS) and ListenAddr (or
@@ -36,6 +37,10 @@ type Config struct {
 	// /healthz, /readyz, /debug/pprof/; see http.go). Neither: no endpoint.
 	HTTPAddr     string
 	HTTPListener net.Listener
+	// TLS, if set, enables mutual TLS on the client and peer planes (see
+	// tls.go); both of its configs must be set (tlsutil.LoadNode). Nil:
+	// plaintext, no authentication.
+	TLS *tlsutil.NodeTLS
 
 	// Bootstrap: when the engine is empty and this node is one of the three
 	// lowest IDs in Peers, it creates the initial ranges with replicas on

@@ -42,6 +42,13 @@ func (e *lockedError) Error() string {
 	return fmt.Sprintf("key %q stayed locked by transaction %x until the deadline; retry", e.key, e.txnID)
 }
 
+// noReplicaError says this node holds no replica of a range.
+type noReplicaError struct{ nodeID, rangeID uint64 }
+
+func (e *noReplicaError) Error() string {
+	return fmt.Sprintf("node %d holds no replica of range %d; ask a node that does", e.nodeID, e.rangeID)
+}
+
 // toStatus turns an error into the gRPC status a client sees. This is the
 // one place where internal errors meet gRPC codes.
 func (n *Node) toStatus(err error) error {
@@ -59,10 +66,13 @@ func (n *Node) toStatus(err error) error {
 		cf  *replica.CompareFailedError
 		le  *lockedError
 		dc  *replica.DescriptorChangedError
+		nr  *noReplicaError
 	)
 	switch {
 	case errors.As(err, &inv):
 		return status.Error(codes.InvalidArgument, inv.msg)
+	case errors.As(err, &nr):
+		return status.Error(codes.NotFound, nr.Error())
 	case errors.As(err, &dc):
 		return status.Error(codes.Aborted, dc.Error())
 	case errors.As(err, &le):

@@ -13,6 +13,7 @@ type metrics struct {
 	snapshotsSent    prometheus.Counter
 	snapshotsRecv    prometheus.Counter
 	splits           prometheus.Counter
+	replicaMoves     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,13 +48,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "raftrix_snapshots_received_total",
 			Help: "Range snapshots received and handed to Raft.",
 		}),
+		replicaMoves: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftrix_replica_moves_total",
+			Help: "Replica moves completed by leaders on this node.",
+		}),
 		splits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftrix_range_splits_total",
 			Help: "Splits applied by replicas on this node (each replica counts its own).",
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.syncSeconds, m.readyBatchRanges, m.appliedEntries,
-		m.raftMsgsSent, m.raftMsgsDropped, m.snapshotsSent, m.snapshotsRecv, m.splits} {
+		m.raftMsgsSent, m.raftMsgsDropped, m.snapshotsSent, m.snapshotsRecv, m.splits, m.replicaMoves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -115,7 +116,7 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.lis = lis
-	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))
+	n.grpc = grpc.NewServer(n.serverOptions()...)
 	pb.RegisterKVServer(n.grpc, &kvServer{n: n})
 	pb.RegisterAdminServer(n.grpc, &adminServer{n: n})
 	pb.RegisterRaftServer(n.grpc, &raftServer{n: n})
@@ -207,11 +208,19 @@ func (n *Node) addReplica(st *replica.Storage) error {
 	var r *replica.Replica
 	rangeID := st.Descriptor().RangeId
 	r, err := replica.New(replica.Config{
-		NodeID:               n.id,
-		DB:                   n.db,
-		Logger:               n.logger,
-		Notify:               func() { n.sched.enqueue(rangeID, flagReady) },
-		OnSplit:              n.onSplit,
+		NodeID:  n.id,
+		DB:      n.db,
+		Logger:  n.logger,
+		Notify:  func() { n.sched.enqueue(rangeID, flagReady) },
+		OnSplit: n.onSplit,
+		OnRemoved: func(rangeID, replicaID uint64) {
+			// Not from inside the apply that reported it.
+			go func() {
+				if err := n.destroyReplica(rangeID, replicaID); err != nil {
+					n.logger.Error("destroy removed replica", "range", rangeID, "error", err)
+				}
+			}()
+		},
 		ElectionTicks:        n.cfg.ElectionTicks,
 		LogTruncateThreshold: n.cfg.LogTruncateThreshold,
 	}, st)
@@ -225,6 +234,19 @@ func (n *Node) addReplica(st *replica.Storage) error {
 	n.mu.rangeIDs = append(n.mu.rangeIDs, rangeID)
 	sort.Slice(n.mu.rangeIDs, func(i, j int) bool { return n.mu.rangeIDs[i] < n.mu.rangeIDs[j] })
 	return nil
+}
+
+// removeFromRegistry forgets a local replica.
+func (n *Node) removeFromRegistry(rangeID uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.mu.replicas[rangeID]
+	if !ok {
+		return
+	}
+	delete(n.mu.replicas, rangeID)
+	n.mu.byKey.Delete(rangeEntry{start: r.Descriptor().StartKey})
+	n.mu.rangeIDs = slices.DeleteFunc(slices.Clone(n.mu.rangeIDs), func(id uint64) bool { return id == rangeID })
 }
 
 func (n *Node) replica(rangeID uint64) *replica.Replica {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"sort"
+	"time"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -65,4 +66,31 @@ func (s *adminServer) SplitRange(ctx context.Context, req *pb.SplitRangeRequest)
 	defer cancel()
 	resp, err := n.splitRange(ctx, req.Key)
 	return resp, n.toStatus(err)
+}
+
+func (s *adminServer) MoveReplica(ctx context.Context, req *pb.MoveReplicaRequest) (*pb.MoveReplicaResponse, error) {
+	n := s.n
+	if req.RangeId == 0 || req.FromNode == 0 || req.ToNode == 0 || req.FromNode == req.ToNode {
+		return nil, n.toStatus(invalidf("move needs a range ID and two different nodes"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout+10*time.Second)
+	defer cancel()
+	desc, err := n.moveReplica(ctx, req)
+	if err != nil {
+		return nil, n.toStatus(err)
+	}
+	return &pb.MoveReplicaResponse{Descriptor_: desc}, nil
+}
+
+func (s *adminServer) TransferLeader(ctx context.Context, req *pb.TransferLeaderRequest) (*pb.TransferLeaderResponse, error) {
+	n := s.n
+	if req.RangeId == 0 || req.ToNode == 0 {
+		return nil, n.toStatus(invalidf("transfer needs a range ID and a target node"))
+	}
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	if err := n.transferLeader(ctx, req); err != nil {
+		return nil, n.toStatus(err)
+	}
+	return &pb.TransferLeaderResponse{}, nil
 }

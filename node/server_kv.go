@@ -136,7 +136,7 @@ func (s *kvServer) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse
 		// A stale read promises nothing about recent writes, so it returns
 		// the last committed value without settling intents.
 		r := n.replicaForKey(req.Key)
-		if r == nil {
+		if r == nil || !r.Initialized() {
 			return nil, n.toStatus(&wrongRangeError{nodeID: n.id, key: req.Key})
 		}
 		kv, _, err := r.Get(req.Key)
@@ -372,7 +372,7 @@ func (n *Node) scanOneRange(ctx context.Context, req *pb.ScanRequest, from []byt
 	}
 	if req.Stale {
 		r := n.replicaForKey(from)
-		if r == nil {
+		if r == nil || !r.Initialized() {
 			return nil, nil, &wrongRangeError{nodeID: n.id, key: from}
 		}
 		return kvs, next, read(r)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
@@ -39,7 +40,8 @@ func (s *kvServer) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse
 			return resp, n.toStatus(err)
 		}
 	}
-	resp, err := n.txn.Run(ctx, req)
+	// The coordinator's per-range commands are this node's own requests.
+	resp, err := n.txn.Run(metadata.NewIncomingContext(ctx, metadata.MD{}), req)
 	if err != nil {
 		return nil, n.toStatus(err)
 	}
@@ -79,8 +81,15 @@ var (
 )
 
 // Evaluate implements txn.Sender: it runs a per-range transaction command on
-// the leader of the range holding req.Key, here or on another node.
+// the leader of the range holding req.Key, here or on another node. It is
+// the node's own request, even when it serves one forwarded to it (a read
+// that settles an intent), so it may be forwarded in turn.
 func (n *Node) Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
+	return n.evaluate(metadata.NewIncomingContext(ctx, metadata.MD{}), req)
+}
+
+// evaluate is Evaluate keeping ctx's forwarding marker.
+func (n *Node) evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
 	var resp *pb.InternalResponse
 	err := n.onLeader(ctx, req.Key, func(r *replica.Replica) error {
 		cmd, err := internalCommand(req)
@@ -140,5 +149,14 @@ func (s *internalServer) Evaluate(ctx context.Context, req *pb.InternalRequest) 
 	if len(req.Key) == 0 {
 		return nil, s.n.toStatus(invalidf("internal request has no routing key"))
 	}
-	return s.n.Evaluate(ctx, req)
+	return s.n.evaluate(ctx, req)
+}
+
+func (s *internalServer) DestroyReplica(ctx context.Context, req *pb.DestroyReplicaRequest) (*pb.DestroyReplicaResponse, error) {
+	// The leader sends this after the removal committed. The replica may not
+	// have applied it (it may be cut off from the range); it goes anyway.
+	if err := s.n.destroyReplica(req.RangeId, req.ReplicaId); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	return &pb.DestroyReplicaResponse{}, nil
 }

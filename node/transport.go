@@ -10,7 +10,6 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
@@ -81,7 +80,7 @@ func (t *transport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("no address known for node %d", nodeID)
 	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(t.n.peerCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
 	}
 	if t.n.cfg.Dialer != nil {
@@ -401,7 +400,11 @@ func (s *raftServer) Snapshot(stream pb.Raft_SnapshotServer) error {
 	}
 	r := s.n.replica(h.RangeId)
 	if r == nil {
-		return stream.SendAndClose(&pb.SnapshotResponse{Error: fmt.Sprintf("node %d has no replica of range %d", s.n.id, h.RangeId)})
+		// A replica being added to this node: its first snapshot creates it.
+		var err error
+		if r, err = s.n.createReplica(h.Descriptor_); err != nil {
+			return stream.SendAndClose(&pb.SnapshotResponse{Error: err.Error()})
+		}
 	}
 	if err := r.ReceiveSnapshot(m, kvs); err != nil {
 		return stream.SendAndClose(&pb.SnapshotResponse{Error: err.Error()})

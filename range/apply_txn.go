@@ -258,9 +258,13 @@ func (sm *stateMachine) prepare(p *pb.TxnPrepare) Result {
 			if err := sm.writeTxnRecord(p.PrimaryKey, rec); err != nil {
 				return Result{Err: err}
 			}
-		case rec.Status != pb.TxnRecord_PENDING:
+		case rec.Status == pb.TxnRecord_ABORTED:
 			// Someone aborted the transaction before it was prepared here.
 			return Result{Prepare: &pb.TxnPrepareResult{Aborted: true}}
+		case rec.Status == pb.TxnRecord_COMMITTED:
+			// Only a duplicate of an earlier prepare could get here; it must
+			// not lock anything again.
+			return Result{Err: errPrepareAfterCommit}
 		}
 	}
 	res := &pb.TxnPrepareResult{LastRevision: sm.lastRevision}
@@ -283,6 +287,7 @@ func (sm *stateMachine) prepare(p *pb.TxnPrepare) Result {
 			OnSuccess:  onSuccess.writes[string(k)],
 			OnFailure:  onFailure.writes[string(k)],
 			Priority:   p.Priority,
+			Timestamp:  p.Heartbeat,
 		}
 		if err := putProto(sm.b, UserKey(k), rec); err != nil {
 			return Result{Err: err}
@@ -292,6 +297,11 @@ func (sm *stateMachine) prepare(p *pb.TxnPrepare) Result {
 }
 
 func (sm *stateMachine) readTxnRecord(anchor, txnID []byte) (*pb.TxnRecord, error) {
+	// A command routed with a stale view (the primary moved by a split) must
+	// not answer from, or for, a record this range does not own.
+	if err := sm.checkSpan(anchor); err != nil {
+		return nil, err
+	}
 	rec := &pb.TxnRecord{}
 	ok, err := getProto(sm.b, TxnRecordKey(anchor, txnID), rec)
 	if err != nil || !ok {

@@ -554,9 +554,6 @@ func TestTxnRecordKeyStaysInSpan(t *testing.T) {
 // its leader), so answering from it, or answering "no record" for a range
 // that could never hold it, is a stale or wrong read of the outcome.
 func TestTxnRecordCommandsCheckSpan(t *testing.T) {
-	t.Skip("bug: endTxn/push/heartbeat (range/apply_txn.go) read the record without checkSpan(primary); " +
-		"a misrouted command (e.g. applied after a split moved the primary away) answers from another range's record " +
-		"or reports a missing young record PENDING; fix: checkSpan(anchor) in readTxnRecord")
 	db := openTestDB(t, vfs.NewMem())
 	defer db.Close()
 	apply := func(desc *pb.RangeDescriptor, cmd *pb.RaftCommand) Result {

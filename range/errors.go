@@ -74,3 +74,5 @@ type DescriptorChangedError struct {
 func (e *DescriptorChangedError) Error() string {
 	return fmt.Sprintf("range %d changed (generation %d, expected %d); decide again", e.RangeID, e.Actual, e.Expected)
 }
+
+var errPrepareAfterCommit = errors.New("prepare of a transaction that has already committed")

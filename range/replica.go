@@ -26,6 +26,9 @@ type Config struct {
 	// the new left descriptor and the right-hand range's descriptor; the
 	// node opens the right-hand replica.
 	OnSplit func(left, right *pb.RangeDescriptor)
+	// OnRemoved is called after this replica applied a configuration change
+	// that removed it from its range; the node destroys it.
+	OnRemoved func(rangeID, replicaID uint64)
 	// ElectionTicks is the number of ticks without a leader before an
 	// election (default 10). HeartbeatTicks defaults to 1.
 	ElectionTicks  int
@@ -57,6 +60,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Notify == nil {
 		c.Notify = func() {}
+	}
+	if c.OnRemoved == nil {
+		c.OnRemoved = func(rangeID, replicaID uint64) {}
 	}
 	if c.OnSplit == nil {
 		c.OnSplit = func(left, right *pb.RangeDescriptor) {}
@@ -169,6 +175,10 @@ func (r *Replica) ReplicaID() uint64 { return r.replicaID }
 
 // Descriptor returns the replica's current range descriptor.
 func (r *Replica) Descriptor() *pb.RangeDescriptor { return r.storage.Descriptor() }
+
+// Initialized reports whether the replica holds its range's state: a
+// replica created for an incoming snapshot is not, until it installs it.
+func (r *Replica) Initialized() bool { return r.storage.Applied().Index > 0 }
 
 // Tick advances the replica's logical clock by one tick.
 func (r *Replica) Tick() {

@@ -224,6 +224,7 @@ func (r *Replica) applyEntries(ents []raftpb.Entry) error {
 	applied := proto.Clone(r.storage.Applied()).(*pb.AppliedState)
 	sm := &stateMachine{b: b, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
 	var done []completedProposal
+	removed := false
 	for i := range ents {
 		e := &ents[i]
 		if e.Index <= applied.Index {
@@ -239,13 +240,23 @@ func (r *Replica) applyEntries(ents []raftpb.Entry) error {
 				done = append(done, completedProposal{id: cmd.ProposalId, res: sm.apply(cmd)})
 			}
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
-			cs, err := r.applyConfChange(e)
+			cs, next, p, err := r.applyConfChangeEntry(e, sm.desc)
 			if err != nil {
 				return err
 			}
 			if applied.ConfState, err = cs.Marshal(); err != nil {
 				return err
 			}
+			if next != sm.desc {
+				if err := putProto(b, DescriptorKey(r.rangeID), next); err != nil {
+					return err
+				}
+				sm.desc = next
+			}
+			if p != nil {
+				done = append(done, *p)
+			}
+			removed = !inConfState(cs, r.replicaID)
 		}
 		applied.Index, applied.Term = e.Index, e.Term
 	}
@@ -265,6 +276,9 @@ func (r *Replica) applyEntries(ents []raftpb.Entry) error {
 	for _, right := range sm.splits {
 		r.cfg.OnSplit(sm.desc, right)
 	}
+	if removed {
+		r.cfg.OnRemoved(r.rangeID, r.replicaID)
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -276,26 +290,6 @@ func (r *Replica) applyEntries(ents []raftpb.Entry) error {
 	}
 	r.notifyAppliedLocked(applied.Index)
 	return nil
-}
-
-func (r *Replica) applyConfChange(e *raftpb.Entry) (*raftpb.ConfState, error) {
-	var cc raftpb.ConfChangeI
-	if e.Type == raftpb.EntryConfChange {
-		var c raftpb.ConfChange
-		if err := c.Unmarshal(e.Data); err != nil {
-			return nil, err
-		}
-		cc = c
-	} else {
-		var c raftpb.ConfChangeV2
-		if err := c.Unmarshal(e.Data); err != nil {
-			return nil, err
-		}
-		cc = c
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.mu.rn.ApplyConfChange(cc), nil
 }
 
 // maybeTruncate deletes applied log entries once more than the threshold

@@ -421,3 +421,35 @@ func putProto(b *pebble.Batch, key []byte, m proto.Message) error {
 	}
 	return b.Set(key, data, nil)
 }
+
+// WriteUninitializedState writes the state of a replica that is about to
+// receive its first snapshot (a replica added to this node): the
+// descriptor, so the replica can be opened, and an empty Raft log and
+// configuration, which the snapshot replaces.
+func WriteUninitializedState(b *pebble.Batch, desc *pb.RangeDescriptor) error {
+	if err := setHardState(b, desc.RangeId, raftpb.HardState{}); err != nil {
+		return err
+	}
+	if err := putProto(b, TruncatedStateKey(desc.RangeId), &pb.TruncatedState{}); err != nil {
+		return err
+	}
+	if err := putProto(b, AppliedStateKey(desc.RangeId), &pb.AppliedState{}); err != nil {
+		return err
+	}
+	return putProto(b, DescriptorKey(desc.RangeId), desc)
+}
+
+// DestroyData deletes everything a removed replica kept: its Raft state and
+// the user keys and transaction records of its span.
+func DestroyData(b *pebble.Batch, desc *pb.RangeDescriptor) error {
+	lo, hi := RangeLocalSpan(desc.RangeId)
+	if err := b.DeleteRange(lo, hi, nil); err != nil {
+		return err
+	}
+	for _, span := range rangeSpans(desc.StartKey, desc.EndKey) {
+		if err := b.DeleteRange(span[0], span[1], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}

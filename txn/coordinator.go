@@ -187,10 +187,12 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 	go c.heartbeat(hbCtx, txnID, primary)
 
 	// Phase 1: prepare every participant in parallel.
+	start := c.cfg.Clock.Next()
 	for _, p := range parts {
 		p.prepare.TxnId = txnID
 		p.prepare.PrimaryKey = primary
 		p.prepare.Priority = priority
+		p.prepare.Heartbeat = start // also the attempt's start, in its intents
 		p.prepare.WriteRecord = p.containsKey(primary)
 	}
 	abort := func() { c.abort(txnID, primary, parts) }
@@ -284,7 +286,6 @@ const maxPrepareRounds = 50
 func (c *Coordinator) prepareAll(ctx context.Context, ps []*participant) {
 	var wg sync.WaitGroup
 	for _, p := range ps {
-		p.prepare.Heartbeat = c.cfg.Clock.Next()
 		wg.Add(1)
 		go func(p *participant) {
 			defer wg.Done()

@@ -13,11 +13,14 @@ import (
 // heartbeat has expired (or whose record is missing and which started
 // before the expiry) is aborted first; force aborts a PENDING one regardless
 // (an older transaction wounding a younger one). It returns the record as
-// found or left: PENDING means the intent stays.
+// found or left. PENDING means the transaction had not committed when its
+// record was read; the intent may nevertheless be gone by now (resolved and
+// its record deleted in between), so a reader that wants the value before
+// the intent must check that the same intent is still there.
 func (c *Coordinator) Settle(ctx context.Context, key []byte, in *pb.Intent, force bool) (*pb.TxnRecord, error) {
 	expireBefore := c.cfg.Clock.Next() - int64(c.cfg.Expiry)
 	resp, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: in.PrimaryKey, Op: &pb.InternalRequest_Push{Push: &pb.TxnPush{
-		TxnId: in.TxnId, PrimaryKey: in.PrimaryKey, ExpireBefore: expireBefore, Force: force, TxnTimestamp: in.Priority,
+		TxnId: in.TxnId, PrimaryKey: in.PrimaryKey, ExpireBefore: expireBefore, Force: force, TxnTimestamp: in.Timestamp,
 	}}})
 	if err != nil {
 		return nil, err

@@ -21,6 +21,198 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type MoveReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	FromNode      uint64                 `protobuf:"varint,2,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	ToNode        uint64                 `protobuf:"varint,3,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaRequest) Reset() {
+	*x = MoveReplicaRequest{}
+	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaRequest) ProtoMessage() {}
+
+func (x *MoveReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaRequest.ProtoReflect.Descriptor instead.
+func (*MoveReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *MoveReplicaRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *MoveReplicaRequest) GetFromNode() uint64 {
+	if x != nil {
+		return x.FromNode
+	}
+	return 0
+}
+
+func (x *MoveReplicaRequest) GetToNode() uint64 {
+	if x != nil {
+		return x.ToNode
+	}
+	return 0
+}
+
+type MoveReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaResponse) Reset() {
+	*x = MoveReplicaResponse{}
+	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaResponse) ProtoMessage() {}
+
+func (x *MoveReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaResponse.ProtoReflect.Descriptor instead.
+func (*MoveReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MoveReplicaResponse) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	ToNode        uint64                 `protobuf:"varint,2,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetToNode() uint64 {
+	if x != nil {
+		return x.ToNode
+	}
+	return 0
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
 type SplitRangeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -30,7 +222,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +234,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[0]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +247,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
@@ -75,7 +267,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -87,7 +279,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[1]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -100,7 +292,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
@@ -125,7 +317,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +329,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[2]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +342,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 type NodeStatusResponse struct {
@@ -170,7 +362,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +374,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[3]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +387,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeStatusResponse) GetNodeId() uint64 {
@@ -264,7 +456,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +468,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[4]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +481,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeAddress) GetNodeId() uint64 {
@@ -314,7 +506,7 @@ type ListRangesRequest struct {
 
 func (x *ListRangesRequest) Reset() {
 	*x = ListRangesRequest{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +518,7 @@ func (x *ListRangesRequest) String() string {
 func (*ListRangesRequest) ProtoMessage() {}
 
 func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[5]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +531,7 @@ func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesRequest.ProtoReflect.Descriptor instead.
 func (*ListRangesRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 type ListRangesResponse struct {
@@ -351,7 +543,7 @@ type ListRangesResponse struct {
 
 func (x *ListRangesResponse) Reset() {
 	*x = ListRangesResponse{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[6]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +555,7 @@ func (x *ListRangesResponse) String() string {
 func (*ListRangesResponse) ProtoMessage() {}
 
 func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[6]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +568,7 @@ func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesResponse.ProtoReflect.Descriptor instead.
 func (*ListRangesResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRangesResponse) GetRanges() []*RangeInfo {
@@ -404,7 +596,7 @@ type RangeInfo struct {
 
 func (x *RangeInfo) Reset() {
 	*x = RangeInfo{}
-	mi := &file_raftrix_v1_admin_proto_msgTypes[7]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +608,7 @@ func (x *RangeInfo) String() string {
 func (*RangeInfo) ProtoMessage() {}
 
 func (x *RangeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_admin_proto_msgTypes[7]
+	mi := &file_raftrix_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +621,7 @@ func (x *RangeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeInfo.ProtoReflect.Descriptor instead.
 func (*RangeInfo) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_raftrix_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RangeInfo) GetDescriptor_() *RangeDescriptor {
@@ -493,7 +685,19 @@ var File_raftrix_v1_admin_proto protoreflect.FileDescriptor
 const file_raftrix_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16raftrix/v1/admin.proto\x12\n" +
-	"raftrix.v1\x1a\x13raftrix/v1/kv.proto\"%\n" +
+	"raftrix.v1\x1a\x13raftrix/v1/kv.proto\"e\n" +
+	"\x12MoveReplicaRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
+	"\tfrom_node\x18\x02 \x01(\x04R\bfromNode\x12\x17\n" +
+	"\ato_node\x18\x03 \x01(\x04R\x06toNode\"R\n" +
+	"\x13MoveReplicaResponse\x12;\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\n" +
+	"descriptor\"K\n" +
+	"\x15TransferLeaderRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x17\n" +
+	"\ato_node\x18\x02 \x01(\x04R\x06toNode\"\x18\n" +
+	"\x16TransferLeaderResponse\"%\n" +
 	"\x11SplitRangeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"x\n" +
 	"\x12SplitRangeResponse\x12/\n" +
@@ -527,14 +731,16 @@ const file_raftrix_v1_admin_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x124\n" +
 	"\x16approximate_size_bytes\x18\a \x01(\x03R\x14approximateSizeBytes\x12\x1d\n" +
 	"\n" +
-	"raft_state\x18\b \x01(\tR\traftState2\xee\x01\n" +
+	"raft_state\x18\b \x01(\tR\traftState2\x97\x03\n" +
 	"\x05Admin\x12K\n" +
 	"\n" +
 	"NodeStatus\x12\x1d.raftrix.v1.NodeStatusRequest\x1a\x1e.raftrix.v1.NodeStatusResponse\x12K\n" +
 	"\n" +
 	"ListRanges\x12\x1d.raftrix.v1.ListRangesRequest\x1a\x1e.raftrix.v1.ListRangesResponse\x12K\n" +
 	"\n" +
-	"SplitRange\x12\x1d.raftrix.v1.SplitRangeRequest\x1a\x1e.raftrix.v1.SplitRangeResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
+	"SplitRange\x12\x1d.raftrix.v1.SplitRangeRequest\x1a\x1e.raftrix.v1.SplitRangeResponse\x12N\n" +
+	"\vMoveReplica\x12\x1e.raftrix.v1.MoveReplicaRequest\x1a\x1f.raftrix.v1.MoveReplicaResponse\x12W\n" +
+	"\x0eTransferLeader\x12!.raftrix.v1.TransferLeaderRequest\x1a\".raftrix.v1.TransferLeaderResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
 
 var (
 	file_raftrix_v1_admin_proto_rawDescOnce sync.Once
@@ -548,35 +754,44 @@ func file_raftrix_v1_admin_proto_rawDescGZIP() []byte {
 	return file_raftrix_v1_admin_proto_rawDescData
 }
 
-var file_raftrix_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_raftrix_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_raftrix_v1_admin_proto_goTypes = []any{
-	(*SplitRangeRequest)(nil),  // 0: raftrix.v1.SplitRangeRequest
-	(*SplitRangeResponse)(nil), // 1: raftrix.v1.SplitRangeResponse
-	(*NodeStatusRequest)(nil),  // 2: raftrix.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil), // 3: raftrix.v1.NodeStatusResponse
-	(*NodeAddress)(nil),        // 4: raftrix.v1.NodeAddress
-	(*ListRangesRequest)(nil),  // 5: raftrix.v1.ListRangesRequest
-	(*ListRangesResponse)(nil), // 6: raftrix.v1.ListRangesResponse
-	(*RangeInfo)(nil),          // 7: raftrix.v1.RangeInfo
-	(*RangeDescriptor)(nil),    // 8: raftrix.v1.RangeDescriptor
+	(*MoveReplicaRequest)(nil),     // 0: raftrix.v1.MoveReplicaRequest
+	(*MoveReplicaResponse)(nil),    // 1: raftrix.v1.MoveReplicaResponse
+	(*TransferLeaderRequest)(nil),  // 2: raftrix.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 3: raftrix.v1.TransferLeaderResponse
+	(*SplitRangeRequest)(nil),      // 4: raftrix.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),     // 5: raftrix.v1.SplitRangeResponse
+	(*NodeStatusRequest)(nil),      // 6: raftrix.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 7: raftrix.v1.NodeStatusResponse
+	(*NodeAddress)(nil),            // 8: raftrix.v1.NodeAddress
+	(*ListRangesRequest)(nil),      // 9: raftrix.v1.ListRangesRequest
+	(*ListRangesResponse)(nil),     // 10: raftrix.v1.ListRangesResponse
+	(*RangeInfo)(nil),              // 11: raftrix.v1.RangeInfo
+	(*RangeDescriptor)(nil),        // 12: raftrix.v1.RangeDescriptor
 }
 var file_raftrix_v1_admin_proto_depIdxs = []int32{
-	8, // 0: raftrix.v1.SplitRangeResponse.left:type_name -> raftrix.v1.RangeDescriptor
-	8, // 1: raftrix.v1.SplitRangeResponse.right:type_name -> raftrix.v1.RangeDescriptor
-	4, // 2: raftrix.v1.NodeStatusResponse.peers:type_name -> raftrix.v1.NodeAddress
-	7, // 3: raftrix.v1.ListRangesResponse.ranges:type_name -> raftrix.v1.RangeInfo
-	8, // 4: raftrix.v1.RangeInfo.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	2, // 5: raftrix.v1.Admin.NodeStatus:input_type -> raftrix.v1.NodeStatusRequest
-	5, // 6: raftrix.v1.Admin.ListRanges:input_type -> raftrix.v1.ListRangesRequest
-	0, // 7: raftrix.v1.Admin.SplitRange:input_type -> raftrix.v1.SplitRangeRequest
-	3, // 8: raftrix.v1.Admin.NodeStatus:output_type -> raftrix.v1.NodeStatusResponse
-	6, // 9: raftrix.v1.Admin.ListRanges:output_type -> raftrix.v1.ListRangesResponse
-	1, // 10: raftrix.v1.Admin.SplitRange:output_type -> raftrix.v1.SplitRangeResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	12, // 0: raftrix.v1.MoveReplicaResponse.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	12, // 1: raftrix.v1.SplitRangeResponse.left:type_name -> raftrix.v1.RangeDescriptor
+	12, // 2: raftrix.v1.SplitRangeResponse.right:type_name -> raftrix.v1.RangeDescriptor
+	8,  // 3: raftrix.v1.NodeStatusResponse.peers:type_name -> raftrix.v1.NodeAddress
+	11, // 4: raftrix.v1.ListRangesResponse.ranges:type_name -> raftrix.v1.RangeInfo
+	12, // 5: raftrix.v1.RangeInfo.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	6,  // 6: raftrix.v1.Admin.NodeStatus:input_type -> raftrix.v1.NodeStatusRequest
+	9,  // 7: raftrix.v1.Admin.ListRanges:input_type -> raftrix.v1.ListRangesRequest
+	4,  // 8: raftrix.v1.Admin.SplitRange:input_type -> raftrix.v1.SplitRangeRequest
+	0,  // 9: raftrix.v1.Admin.MoveReplica:input_type -> raftrix.v1.MoveReplicaRequest
+	2,  // 10: raftrix.v1.Admin.TransferLeader:input_type -> raftrix.v1.TransferLeaderRequest
+	7,  // 11: raftrix.v1.Admin.NodeStatus:output_type -> raftrix.v1.NodeStatusResponse
+	10, // 12: raftrix.v1.Admin.ListRanges:output_type -> raftrix.v1.ListRangesResponse
+	5,  // 13: raftrix.v1.Admin.SplitRange:output_type -> raftrix.v1.SplitRangeResponse
+	1,  // 14: raftrix.v1.Admin.MoveReplica:output_type -> raftrix.v1.MoveReplicaResponse
+	3,  // 15: raftrix.v1.Admin.TransferLeader:output_type -> raftrix.v1.TransferLeaderResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_admin_proto_init() }
@@ -591,7 +806,7 @@ func file_raftrix_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_admin_proto_rawDesc), len(file_raftrix_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -620,8 +620,12 @@ type Intent struct {
 	// means the branch leaves the key alone.
 	OnSuccess *TxnWrite `protobuf:"bytes,3,opt,name=on_success,json=onSuccess,proto3" json:"on_success,omitempty"`
 	OnFailure *TxnWrite `protobuf:"bytes,4,opt,name=on_failure,json=onFailure,proto3" json:"on_failure,omitempty"`
-	// priority orders conflicting transactions: lower (older) wins.
-	Priority      int64 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	// priority orders conflicting transactions: lower (older) wins. It is
+	// the transaction's first start and survives retries.
+	Priority int64 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	// timestamp is when this attempt (this txn_id) started: a missing record
+	// counts as abandoned only once the attempt is older than the expiry.
+	Timestamp     int64 `protobuf:"varint,6,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -687,6 +691,13 @@ func (x *Intent) GetOnFailure() *TxnWrite {
 func (x *Intent) GetPriority() int64 {
 	if x != nil {
 		return x.Priority
+	}
+	return 0
+}
+
+func (x *Intent) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
 	}
 	return 0
 }
@@ -1726,6 +1737,149 @@ func (x *InternalResponse) GetConflictKey() []byte {
 	return nil
 }
 
+type DestroyReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestroyReplicaRequest) Reset() {
+	*x = DestroyReplicaRequest{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyReplicaRequest) ProtoMessage() {}
+
+func (x *DestroyReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyReplicaRequest.ProtoReflect.Descriptor instead.
+func (*DestroyReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DestroyReplicaRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *DestroyReplicaRequest) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+type DestroyReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestroyReplicaResponse) Reset() {
+	*x = DestroyReplicaResponse{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyReplicaResponse) ProtoMessage() {}
+
+func (x *DestroyReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyReplicaResponse.ProtoReflect.Descriptor instead.
+func (*DestroyReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{21}
+}
+
+// ConfChangeContext is the Context of a ConfChangeV2 proposed by RaftrixDB:
+// the descriptor the range has once the change applies, and the proposal to
+// complete. A leave-joint change proposed by Raft itself has no context.
+type ConfChangeContext struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProposalId    uint64                 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	Descriptor_   *RangeDescriptor       `protobuf:"bytes,2,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfChangeContext) Reset() {
+	*x = ConfChangeContext{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfChangeContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfChangeContext) ProtoMessage() {}
+
+func (x *ConfChangeContext) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfChangeContext.ProtoReflect.Descriptor instead.
+func (*ConfChangeContext) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ConfChangeContext) GetProposalId() uint64 {
+	if x != nil {
+		return x.ProposalId
+	}
+	return 0
+}
+
+func (x *ConfChangeContext) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
 var File_raftrix_v1_storage_proto protoreflect.FileDescriptor
 
 const file_raftrix_v1_storage_proto_rawDesc = "" +
@@ -1771,7 +1925,7 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\n" +
 	"descriptor\x12#\n" +
-	"\rlast_revision\x18\x02 \x01(\x03R\flastRevision\"\xc6\x01\n" +
+	"\rlast_revision\x18\x02 \x01(\x03R\flastRevision\"\xe4\x01\n" +
 	"\x06Intent\x12\x15\n" +
 	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
 	"\vprimary_key\x18\x02 \x01(\fR\n" +
@@ -1780,7 +1934,8 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"on_success\x18\x03 \x01(\v2\x14.raftrix.v1.TxnWriteR\tonSuccess\x123\n" +
 	"\n" +
 	"on_failure\x18\x04 \x01(\v2\x14.raftrix.v1.TxnWriteR\tonFailure\x12\x1a\n" +
-	"\bpriority\x18\x05 \x01(\x03R\bpriority\"8\n" +
+	"\bpriority\x18\x05 \x01(\x03R\bpriority\x12\x1c\n" +
+	"\ttimestamp\x18\x06 \x01(\x03R\ttimestamp\"8\n" +
 	"\bTxnWrite\x12\x16\n" +
 	"\x06delete\x18\x01 \x01(\bR\x06delete\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\x8c\x02\n" +
@@ -1862,9 +2017,21 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x06record\x18\x02 \x01(\v2\x15.raftrix.v1.TxnRecordR\x06record\x12)\n" +
 	"\x03txn\x18\x03 \x01(\v2\x17.raftrix.v1.TxnResponseR\x03txn\x12.\n" +
 	"\bconflict\x18\x04 \x01(\v2\x12.raftrix.v1.IntentR\bconflict\x12!\n" +
-	"\fconflict_key\x18\x05 \x01(\fR\vconflictKey2Q\n" +
+	"\fconflict_key\x18\x05 \x01(\fR\vconflictKey\"Q\n" +
+	"\x15DestroyReplicaRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\"\x18\n" +
+	"\x16DestroyReplicaResponse\"q\n" +
+	"\x11ConfChangeContext\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\x04R\n" +
+	"proposalId\x12;\n" +
+	"\n" +
+	"descriptor\x18\x02 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\n" +
+	"descriptor2\xaa\x01\n" +
 	"\bInternal\x12E\n" +
-	"\bEvaluate\x12\x1b.raftrix.v1.InternalRequest\x1a\x1c.raftrix.v1.InternalResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
+	"\bEvaluate\x12\x1b.raftrix.v1.InternalRequest\x1a\x1c.raftrix.v1.InternalResponse\x12W\n" +
+	"\x0eDestroyReplica\x12!.raftrix.v1.DestroyReplicaRequest\x1a\".raftrix.v1.DestroyReplicaResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
 
 var (
 	file_raftrix_v1_storage_proto_rawDescOnce sync.Once
@@ -1879,42 +2046,45 @@ func file_raftrix_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_raftrix_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_raftrix_v1_storage_proto_goTypes = []any{
-	(TxnRecord_Status)(0),    // 0: raftrix.v1.TxnRecord.Status
-	(*ValueRecord)(nil),      // 1: raftrix.v1.ValueRecord
-	(*RaftCommand)(nil),      // 2: raftrix.v1.RaftCommand
-	(*SplitRange)(nil),       // 3: raftrix.v1.SplitRange
-	(*AppliedState)(nil),     // 4: raftrix.v1.AppliedState
-	(*TruncatedState)(nil),   // 5: raftrix.v1.TruncatedState
-	(*SnapshotData)(nil),     // 6: raftrix.v1.SnapshotData
-	(*Intent)(nil),           // 7: raftrix.v1.Intent
-	(*TxnWrite)(nil),         // 8: raftrix.v1.TxnWrite
-	(*TxnRecord)(nil),        // 9: raftrix.v1.TxnRecord
-	(*TxnOnePC)(nil),         // 10: raftrix.v1.TxnOnePC
-	(*TxnPrepare)(nil),       // 11: raftrix.v1.TxnPrepare
-	(*IndexedOp)(nil),        // 12: raftrix.v1.IndexedOp
-	(*TxnPrepareResult)(nil), // 13: raftrix.v1.TxnPrepareResult
-	(*IndexedResponse)(nil),  // 14: raftrix.v1.IndexedResponse
-	(*TxnEnd)(nil),           // 15: raftrix.v1.TxnEnd
-	(*TxnPush)(nil),          // 16: raftrix.v1.TxnPush
-	(*TxnHeartbeat)(nil),     // 17: raftrix.v1.TxnHeartbeat
-	(*ResolveIntents)(nil),   // 18: raftrix.v1.ResolveIntents
-	(*InternalRequest)(nil),  // 19: raftrix.v1.InternalRequest
-	(*InternalResponse)(nil), // 20: raftrix.v1.InternalResponse
-	(*PutRequest)(nil),       // 21: raftrix.v1.PutRequest
-	(*DeleteRequest)(nil),    // 22: raftrix.v1.DeleteRequest
-	(*RangeDescriptor)(nil),  // 23: raftrix.v1.RangeDescriptor
-	(*TxnRequest)(nil),       // 24: raftrix.v1.TxnRequest
-	(*Compare)(nil),          // 25: raftrix.v1.Compare
-	(*RequestOp)(nil),        // 26: raftrix.v1.RequestOp
-	(*ResponseOp)(nil),       // 27: raftrix.v1.ResponseOp
-	(*TxnResponse)(nil),      // 28: raftrix.v1.TxnResponse
+	(TxnRecord_Status)(0),          // 0: raftrix.v1.TxnRecord.Status
+	(*ValueRecord)(nil),            // 1: raftrix.v1.ValueRecord
+	(*RaftCommand)(nil),            // 2: raftrix.v1.RaftCommand
+	(*SplitRange)(nil),             // 3: raftrix.v1.SplitRange
+	(*AppliedState)(nil),           // 4: raftrix.v1.AppliedState
+	(*TruncatedState)(nil),         // 5: raftrix.v1.TruncatedState
+	(*SnapshotData)(nil),           // 6: raftrix.v1.SnapshotData
+	(*Intent)(nil),                 // 7: raftrix.v1.Intent
+	(*TxnWrite)(nil),               // 8: raftrix.v1.TxnWrite
+	(*TxnRecord)(nil),              // 9: raftrix.v1.TxnRecord
+	(*TxnOnePC)(nil),               // 10: raftrix.v1.TxnOnePC
+	(*TxnPrepare)(nil),             // 11: raftrix.v1.TxnPrepare
+	(*IndexedOp)(nil),              // 12: raftrix.v1.IndexedOp
+	(*TxnPrepareResult)(nil),       // 13: raftrix.v1.TxnPrepareResult
+	(*IndexedResponse)(nil),        // 14: raftrix.v1.IndexedResponse
+	(*TxnEnd)(nil),                 // 15: raftrix.v1.TxnEnd
+	(*TxnPush)(nil),                // 16: raftrix.v1.TxnPush
+	(*TxnHeartbeat)(nil),           // 17: raftrix.v1.TxnHeartbeat
+	(*ResolveIntents)(nil),         // 18: raftrix.v1.ResolveIntents
+	(*InternalRequest)(nil),        // 19: raftrix.v1.InternalRequest
+	(*InternalResponse)(nil),       // 20: raftrix.v1.InternalResponse
+	(*DestroyReplicaRequest)(nil),  // 21: raftrix.v1.DestroyReplicaRequest
+	(*DestroyReplicaResponse)(nil), // 22: raftrix.v1.DestroyReplicaResponse
+	(*ConfChangeContext)(nil),      // 23: raftrix.v1.ConfChangeContext
+	(*PutRequest)(nil),             // 24: raftrix.v1.PutRequest
+	(*DeleteRequest)(nil),          // 25: raftrix.v1.DeleteRequest
+	(*RangeDescriptor)(nil),        // 26: raftrix.v1.RangeDescriptor
+	(*TxnRequest)(nil),             // 27: raftrix.v1.TxnRequest
+	(*Compare)(nil),                // 28: raftrix.v1.Compare
+	(*RequestOp)(nil),              // 29: raftrix.v1.RequestOp
+	(*ResponseOp)(nil),             // 30: raftrix.v1.ResponseOp
+	(*TxnResponse)(nil),            // 31: raftrix.v1.TxnResponse
 }
 var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	7,  // 0: raftrix.v1.ValueRecord.intent:type_name -> raftrix.v1.Intent
-	21, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
-	22, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
+	24, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
+	25, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
 	10, // 3: raftrix.v1.RaftCommand.txn:type_name -> raftrix.v1.TxnOnePC
 	11, // 4: raftrix.v1.RaftCommand.prepare:type_name -> raftrix.v1.TxnPrepare
 	15, // 5: raftrix.v1.RaftCommand.end:type_name -> raftrix.v1.TxnEnd
@@ -1922,19 +2092,19 @@ var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	17, // 7: raftrix.v1.RaftCommand.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
 	18, // 8: raftrix.v1.RaftCommand.resolve:type_name -> raftrix.v1.ResolveIntents
 	3,  // 9: raftrix.v1.RaftCommand.split:type_name -> raftrix.v1.SplitRange
-	23, // 10: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	26, // 10: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
 	8,  // 11: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
 	8,  // 12: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
 	0,  // 13: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
-	24, // 14: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
-	25, // 15: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
+	27, // 14: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
+	28, // 15: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
 	12, // 16: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
 	12, // 17: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
-	26, // 18: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
+	29, // 18: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
 	7,  // 19: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
 	14, // 20: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
 	14, // 21: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
-	27, // 22: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
+	30, // 22: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
 	9,  // 23: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
 	11, // 24: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
 	15, // 25: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
@@ -1944,15 +2114,18 @@ var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	10, // 29: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
 	13, // 30: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
 	9,  // 31: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
-	28, // 32: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
+	31, // 32: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
 	7,  // 33: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
-	19, // 34: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
-	20, // 35: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
-	35, // [35:36] is the sub-list for method output_type
-	34, // [34:35] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	26, // 34: raftrix.v1.ConfChangeContext.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	19, // 35: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
+	21, // 36: raftrix.v1.Internal.DestroyReplica:input_type -> raftrix.v1.DestroyReplicaRequest
+	20, // 37: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
+	22, // 38: raftrix.v1.Internal.DestroyReplica:output_type -> raftrix.v1.DestroyReplicaResponse
+	37, // [37:39] is the sub-list for method output_type
+	35, // [35:37] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_storage_proto_init() }
@@ -1986,7 +2159,7 @@ func file_raftrix_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_storage_proto_rawDesc), len(file_raftrix_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,16 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Internal_Evaluate_FullMethodName = "/raftrix.v1.Internal/Evaluate"
+	Internal_Evaluate_FullMethodName       = "/raftrix.v1.Internal/Evaluate"
+	Internal_DestroyReplica_FullMethodName = "/raftrix.v1.Internal/DestroyReplica"
 )
 
 // InternalClient is the client API for Internal service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Internal carries per-range transaction commands between nodes.
+// Internal carries per-range commands between nodes.
 type InternalClient interface {
 	Evaluate(ctx context.Context, in *InternalRequest, opts ...grpc.CallOption) (*InternalResponse, error)
+	// DestroyReplica removes a replica that its range has removed from its
+	// configuration (sent by the leader that moved it away).
+	DestroyReplica(ctx context.Context, in *DestroyReplicaRequest, opts ...grpc.CallOption) (*DestroyReplicaResponse, error)
 }
 
 type internalClient struct {
@@ -49,13 +53,26 @@ func (c *internalClient) Evaluate(ctx context.Context, in *InternalRequest, opts
 	return out, nil
 }
 
+func (c *internalClient) DestroyReplica(ctx context.Context, in *DestroyReplicaRequest, opts ...grpc.CallOption) (*DestroyReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DestroyReplicaResponse)
+	err := c.cc.Invoke(ctx, Internal_DestroyReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
 //
-// Internal carries per-range transaction commands between nodes.
+// Internal carries per-range commands between nodes.
 type InternalServer interface {
 	Evaluate(context.Context, *InternalRequest) (*InternalResponse, error)
+	// DestroyReplica removes a replica that its range has removed from its
+	// configuration (sent by the leader that moved it away).
+	DestroyReplica(context.Context, *DestroyReplicaRequest) (*DestroyReplicaResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -68,6 +85,9 @@ type UnimplementedInternalServer struct{}
 
 func (UnimplementedInternalServer) Evaluate(context.Context, *InternalRequest) (*InternalResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Evaluate not implemented")
+}
+func (UnimplementedInternalServer) DestroyReplica(context.Context, *DestroyReplicaRequest) (*DestroyReplicaResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DestroyReplica not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -108,6 +128,24 @@ func _Internal_Evaluate_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_DestroyReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DestroyReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).DestroyReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_DestroyReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).DestroyReplica(ctx, req.(*DestroyReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -118,6 +156,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Evaluate",
 			Handler:    _Internal_Evaluate_Handler,
+		},
+		{
+			MethodName: "DestroyReplica",
+			Handler:    _Internal_DestroyReplica_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,271 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
+)
+
+// Replica moves, run on the range's leader:
+//
+//  1. add the target as a learner (a conf change carrying the new descriptor);
+//  2. stream it a snapshot, which creates the replica on the target node;
+//  3. wait until the learner has caught up with the log;
+//  4. promote the learner and remove the old voter in one joint-consensus
+//     change (Raft leaves the joint configuration on its own);
+//  5. tell the old node to destroy its replica.
+//
+// If the leader itself is to be removed it first hands leadership to another
+// voter, and the move continues on the new leader.
+
+const (
+	catchUpTimeout   = 30 * time.Second
+	leaderChangeWait = 3 * time.Second
+	moveProgressPoll = 10 * time.Millisecond
+)
+
+// onRangeLeader runs local on the leader of rangeID (here or forwarded).
+func (n *Node) onRangeLeader(ctx context.Context, rangeID uint64,
+	local func(*replica.Replica) error,
+	forward func(context.Context, *grpc.ClientConn) error,
+) error {
+	r := n.replica(rangeID)
+	if r == nil {
+		return &noReplicaError{nodeID: n.id, rangeID: rangeID}
+	}
+	return n.onLeader(ctx, r.Descriptor().StartKey, func(lr *replica.Replica) error {
+		if lr.RangeID() != rangeID {
+			return &noReplicaError{nodeID: n.id, rangeID: rangeID}
+		}
+		return local(lr)
+	}, forward)
+}
+
+func (n *Node) moveReplica(ctx context.Context, req *pb.MoveReplicaRequest) (*pb.RangeDescriptor, error) {
+	if _, ok := n.cfg.Peers[req.ToNode]; !ok {
+		return nil, invalidf("unknown target node %d", req.ToNode)
+	}
+	var out *pb.RangeDescriptor
+	err := n.onRangeLeader(ctx, req.RangeId, func(r *replica.Replica) error {
+		desc, err := n.moveReplicaOnLeader(ctx, r, req.FromNode, req.ToNode)
+		out = desc
+		return err
+	}, func(fctx context.Context, c *grpc.ClientConn) error {
+		resp, err := pb.NewAdminClient(c).MoveReplica(fctx, req)
+		out = resp.GetDescriptor_()
+		return err
+	})
+	return out, err
+}
+
+func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from, to uint64) (*pb.RangeDescriptor, error) {
+	if !r.IsLeader() {
+		lr, ln := r.Leader()
+		return nil, &replica.NotLeaderError{RangeID: r.RangeID(), LeaderReplicaID: lr, LeaderNodeID: ln}
+	}
+	desc := r.Descriptor()
+	fromID := replica.ReplicaIDOnNode(desc, from)
+	if fromID == 0 {
+		return nil, invalidf("range %d has no replica on node %d", desc.RangeId, from)
+	}
+	if replica.ReplicaIDOnNode(desc, to) != 0 {
+		return nil, invalidf("range %d already has a replica on node %d", desc.RangeId, to)
+	}
+	if fromID == r.ReplicaID() {
+		return nil, n.handOffLeadership(ctx, r, fromID)
+	}
+
+	// 1. The learner.
+	learnerID := desc.NextReplicaId
+	withLearner := proto.Clone(desc).(*pb.RangeDescriptor)
+	withLearner.Replicas = append(withLearner.Replicas, &pb.ReplicaDescriptor{NodeId: to, ReplicaId: learnerID, Type: pb.ReplicaDescriptor_LEARNER})
+	withLearner.NextReplicaId++
+	withLearner.Generation++
+	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
+		{Type: raftpb.ConfChangeAddLearnerNode, NodeID: learnerID},
+	}}, withLearner); err != nil {
+		return nil, fmt.Errorf("add learner on node %d: %w", to, err)
+	}
+
+	// 2. Its first snapshot, and 3. catching up.
+	st := r.Status()
+	m := raftpb.Message{Type: raftpb.MsgSnap, From: r.ReplicaID(), To: learnerID, Term: st.Term}
+	if _, err := n.trans.streamSnapshot(r, to, m); err != nil {
+		return nil, fmt.Errorf("snapshot to learner on node %d: %w", to, err)
+	}
+	n.metrics.snapshotsSent.Inc()
+	if err := waitFor(ctx, catchUpTimeout, func() (bool, error) {
+		match, last, _, err := r.Progress(learnerID)
+		return err == nil && match >= last, err
+	}); err != nil {
+		return nil, fmt.Errorf("learner on node %d did not catch up: %w", to, err)
+	}
+
+	// 4. Promote and remove in one joint change.
+	final := proto.Clone(withLearner).(*pb.RangeDescriptor)
+	final.Replicas = slices.DeleteFunc(final.Replicas, func(rd *pb.ReplicaDescriptor) bool { return rd.ReplicaId == fromID })
+	for _, rd := range final.Replicas {
+		if rd.ReplicaId == learnerID {
+			rd.Type = pb.ReplicaDescriptor_VOTER
+		}
+	}
+	final.Generation++
+	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
+		{Type: raftpb.ConfChangeAddNode, NodeID: learnerID},
+		{Type: raftpb.ConfChangeRemoveNode, NodeID: fromID},
+	}}, final); err != nil {
+		return nil, fmt.Errorf("promote node %d and remove node %d: %w", to, from, err)
+	}
+	if err := waitFor(ctx, leaderChangeWait, func() (bool, error) {
+		_, _, joint, err := r.Progress(learnerID)
+		return err == nil && !joint, err
+	}); err != nil {
+		n.logger.Warn("range still in a joint configuration", "range", desc.RangeId, "error", err)
+	}
+
+	// 5. The old replica is out of the configuration; destroy it.
+	if conn, err := n.trans.conn(from); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := pb.NewInternalClient(conn).DestroyReplica(dctx, &pb.DestroyReplicaRequest{RangeId: desc.RangeId, ReplicaId: fromID})
+		cancel()
+		if err != nil {
+			n.logger.Warn("destroy moved replica", "range", desc.RangeId, "node", from, "error", err)
+		}
+	}
+	n.metrics.replicaMoves.Inc()
+	n.logger.Info("moved replica", "range", desc.RangeId, "from", from, "to", to)
+	return final, nil
+}
+
+// handOffLeadership moves leadership away from the replica about to be
+// removed and answers NotLeader, so the caller retries on the new leader.
+func (n *Node) handOffLeadership(ctx context.Context, r *replica.Replica, leaving uint64) error {
+	for _, rd := range r.Descriptor().Replicas {
+		if rd.ReplicaId != leaving && rd.Type == pb.ReplicaDescriptor_VOTER {
+			if err := r.TransferLeader(rd.ReplicaId); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	_ = waitFor(ctx, leaderChangeWait, func() (bool, error) { return !r.IsLeader(), nil })
+	leaderReplica, leaderNode := r.Leader()
+	return &replica.NotLeaderError{RangeID: r.RangeID(), LeaderReplicaID: leaderReplica, LeaderNodeID: leaderNode}
+}
+
+func (n *Node) transferLeader(ctx context.Context, req *pb.TransferLeaderRequest) error {
+	return n.onRangeLeader(ctx, req.RangeId, func(r *replica.Replica) error {
+		target := replica.ReplicaIDOnNode(r.Descriptor(), req.ToNode)
+		if target == 0 {
+			return invalidf("range %d has no replica on node %d", req.RangeId, req.ToNode)
+		}
+		if target == r.ReplicaID() && r.IsLeader() {
+			return nil
+		}
+		if err := r.TransferLeader(target); err != nil { // NotLeader on a follower
+			return err
+		}
+		return waitFor(ctx, leaderChangeWait, func() (bool, error) {
+			lead, _ := r.Leader()
+			return lead == target, nil
+		})
+	}, func(fctx context.Context, c *grpc.ClientConn) error {
+		_, err := pb.NewAdminClient(c).TransferLeader(fctx, req)
+		return err
+	})
+}
+
+// waitFor polls cond until it holds, fails, or the timeout or ctx ends.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+			}
+			return ctx.Err()
+		case <-time.After(moveProgressPoll):
+		}
+	}
+}
+
+// destroyReplica closes a replica removed from its range and deletes its
+// data, unless the local replica has a different (newer) replica ID.
+func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
+	r := n.replica(rangeID)
+	if r == nil || r.ReplicaID() != replicaID {
+		return nil
+	}
+	desc := r.Descriptor()
+	r.Close()
+	n.removeFromRegistry(rangeID)
+	b := n.db.NewBatch()
+	defer b.Close()
+	if err := replica.DestroyData(b, desc); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	n.sched.forget(rangeID)
+	n.logger.Info("destroyed replica", "range", rangeID, "replica", replicaID)
+	return nil
+}
+
+// createReplica opens an empty replica of desc on this node, to be filled by
+// the snapshot that names it. It refuses if desc does not list this node or
+// if a local replica overlaps its span (for example the left-hand side of a
+// split that this node has not applied yet): the sender retries later.
+func (n *Node) createReplica(desc *pb.RangeDescriptor) (*replica.Replica, error) {
+	if desc == nil || replica.ReplicaIDOnNode(desc, n.id) == 0 {
+		return nil, fmt.Errorf("snapshot descriptor does not list node %d", n.id)
+	}
+	for _, r := range n.allReplicas() {
+		if spansOverlap(r.Descriptor(), desc) {
+			return nil, fmt.Errorf("range %d overlaps local range %d; retry later", desc.RangeId, r.RangeID())
+		}
+	}
+	b := n.db.NewBatch()
+	defer b.Close()
+	if err := replica.WriteUninitializedState(b, desc); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, err
+	}
+	st, err := replica.LoadStorage(n.db, desc.RangeId)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.addReplica(st); err != nil {
+		return nil, err
+	}
+	n.logger.Info("created replica for incoming snapshot", "range", desc.RangeId)
+	return n.replica(desc.RangeId), nil
+}
+
+func spansOverlap(a, b *pb.RangeDescriptor) bool {
+	// [a.start, a.end) and [b.start, b.end) overlap unless one ends before
+	// the other starts; an empty end is +infinity.
+	aEndsBeforeB := len(a.EndKey) > 0 && bytes.Compare(a.EndKey, b.StartKey) <= 0
+	bEndsBeforeA := len(b.EndKey) > 0 && bytes.Compare(b.EndKey, a.StartKey) <= 0
+	return !aEndsBeforeB && !bEndsBeforeA
+}

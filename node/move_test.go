@@ -1,0 +1,137 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftrix/raftrixdb/internal/testcluster"
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+func replicaNodes(d *pb.RangeDescriptor) map[uint64]pb.ReplicaDescriptor_Type {
+	out := map[uint64]pb.ReplicaDescriptor_Type{}
+	for _, r := range d.Replicas {
+		out[r.NodeId] = r.Type
+	}
+	return out
+}
+
+// TestMoveReplicaUnderWrites moves range 1's replicas onto a fourth node
+// (a follower's, then the leader's) while writes go on, and checks that the
+// new replica holds every acknowledged write and the old ones are gone.
+func TestMoveReplicaUnderWrites(t *testing.T) {
+	const ranges = 2
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: ranges, LogTruncateThreshold: 50})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	leaders, err := c.WaitLeaders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []uint64{1, 2, 3, 4}
+	var mu sync.Mutex
+	acked := map[string]string{}
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; wctx.Err() == nil; i++ {
+			key := fmt.Sprintf("\x10move-%05d", i)
+			if err := putRetry(wctx, c, all, []byte(key), []byte(fmt.Sprint(i))); err == nil {
+				mu.Lock()
+				acked[key] = fmt.Sprint(i)
+				mu.Unlock()
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	leader := leaders[1]
+	follower := others([]uint64{1, 2, 3}, leader)[0]
+	resp, err := c.Admin(1).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: follower, ToNode: 4})
+	if err != nil {
+		t.Fatalf("move follower %d -> 4: %v", follower, err)
+	}
+	if nodes := replicaNodes(resp.Descriptor_); len(nodes) != 3 || nodes[4] != pb.ReplicaDescriptor_VOTER {
+		t.Fatalf("descriptor after move: %v", resp.Descriptor_)
+	}
+	// Now move the leader's replica: leadership must move first.
+	resp, err = c.Admin(4).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: leader, ToNode: follower})
+	if err != nil {
+		t.Fatalf("move leader %d -> %d: %v", leader, follower, err)
+	}
+	if _, ok := replicaNodes(resp.Descriptor_)[leader]; ok {
+		t.Fatalf("old leader still in descriptor: %v", resp.Descriptor_)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 10 {
+		t.Fatalf("only %d writes acknowledged", len(acked))
+	}
+	for k, v := range acked {
+		g, err := getRetry(ctx, c, all, []byte(k))
+		if err != nil || !g.Found || string(g.Kv.Value) != v {
+			t.Fatalf("acknowledged %q=%q: got %v, %v", k, v, g, err)
+		}
+	}
+	// Node 4 holds a full copy: wait until it has applied the leader's
+	// index, then read locally.
+	newLeader := leaderOf(t, c, ctx, 1)
+	if err := waitUntil(ctx, 10*time.Second, func() bool {
+		return rangeInfo(t, ctx, c, 4, 1).AppliedIndex >= rangeInfo(t, ctx, c, newLeader, 1).AppliedIndex
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range acked {
+		g, err := c.KV(4).Get(ctx, &pb.GetRequest{Key: []byte(k), Stale: true})
+		if err != nil || !g.Found || string(g.Kv.Value) != v {
+			t.Fatalf("stale read of %q on node 4: %v, %v", k, g, err)
+		}
+	}
+	// The old leader destroyed its replica.
+	if err := waitUntil(ctx, 10*time.Second, func() bool {
+		lr, err := c.Admin(leader).ListRanges(ctx, &pb.ListRangesRequest{})
+		if err != nil {
+			return false
+		}
+		for _, ri := range lr.Ranges {
+			if ri.Descriptor_.RangeId == 1 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("node %d still holds range 1: %v", leader, err)
+	}
+}
+
+func TestTransferLeader(t *testing.T) {
+	c, ctx := startCluster(t, 2)
+	leader := leaderOf(t, c, ctx, 2)
+	target := others([]uint64{1, 2, 3}, leader)[0]
+	if _, err := c.Admin(target).TransferLeader(ctx, &pb.TransferLeaderRequest{RangeId: 2, ToNode: target}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rangeInfo(t, ctx, c, target, 2).LeaderNodeId; got != target {
+		t.Fatalf("leader of range 2 is %d, want %d (was %d)", got, target, leader)
+	}
+}
+
+func waitUntil(ctx context.Context, d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("condition not met within %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}

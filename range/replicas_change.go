@@ -1,0 +1,159 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// Replica membership changes. A change is a Raft ConfChangeV2 whose context
+// carries the range's next descriptor (generation + 1), so the descriptor
+// and the Raft configuration change in the same log entry on every replica.
+// A change proposed on a descriptor that has changed since is rejected at
+// apply time, on every replica alike.
+
+// ChangeReplicas proposes cc with next as the range's descriptor once it
+// applies, and waits until this replica has applied it.
+func (r *Replica) ChangeReplicas(ctx context.Context, cc raftpb.ConfChangeV2, next *pb.RangeDescriptor) (*pb.RangeDescriptor, error) {
+	id := newRequestID()
+	data, err := proto.Marshal(&pb.ConfChangeContext{ProposalId: id, Descriptor_: next})
+	if err != nil {
+		return nil, err
+	}
+	cc.Context = data
+	ch := make(chan Result, 1)
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return nil, ErrRemoved
+	}
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		err := r.notLeaderLocked()
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.mu.proposals[id] = ch
+	if err := r.mu.rn.ProposeConfChange(cc); err != nil {
+		delete(r.mu.proposals, id)
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.mu.Unlock()
+	r.cfg.Notify()
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Left, nil
+	case <-ctx.Done():
+		r.mu.Lock()
+		delete(r.mu.proposals, id)
+		r.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// applyConfChangeEntry applies a configuration change entry. It returns the
+// new ConfState, the descriptor after the entry, and the proposal to
+// complete (if this replica proposed it).
+func (r *Replica) applyConfChangeEntry(e *raftpb.Entry, desc *pb.RangeDescriptor) (*raftpb.ConfState, *pb.RangeDescriptor, *completedProposal, error) {
+	var cc raftpb.ConfChangeI
+	var ctxBytes []byte
+	if e.Type == raftpb.EntryConfChange {
+		var c raftpb.ConfChange
+		if err := c.Unmarshal(e.Data); err != nil {
+			return nil, nil, nil, err
+		}
+		cc, ctxBytes = c, c.Context
+	} else {
+		var c raftpb.ConfChangeV2
+		if err := c.Unmarshal(e.Data); err != nil {
+			return nil, nil, nil, err
+		}
+		cc, ctxBytes = c, c.Context
+	}
+	var cctx pb.ConfChangeContext
+	if len(ctxBytes) > 0 {
+		if err := proto.Unmarshal(ctxBytes, &cctx); err != nil {
+			return nil, nil, nil, fmt.Errorf("range %d: decode conf change context: %w", r.rangeID, err)
+		}
+	}
+	var done *completedProposal
+	next := cctx.Descriptor_
+	if next != nil && next.Generation != desc.Generation+1 {
+		// Decided on an old descriptor: apply nothing, on every replica.
+		cc = raftpb.ConfChangeV2{}
+		err := &DescriptorChangedError{RangeID: r.rangeID, Expected: next.Generation - 1, Actual: desc.Generation}
+		done = &completedProposal{id: cctx.ProposalId, res: Result{Err: err}}
+		next = nil
+	}
+	r.mu.Lock()
+	cs := r.mu.rn.ApplyConfChange(cc)
+	r.mu.Unlock()
+	if next == nil {
+		next = desc
+	}
+	if done == nil && cctx.ProposalId != 0 {
+		done = &completedProposal{id: cctx.ProposalId, res: Result{Left: next}}
+	}
+	return cs, next, done, nil
+}
+
+// inConfState reports whether id is a member of cs in any role.
+func inConfState(cs *raftpb.ConfState, id uint64) bool {
+	for _, ids := range [][]uint64{cs.Voters, cs.VotersOutgoing, cs.Learners, cs.LearnersNext} {
+		if slices.Contains(ids, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// TransferLeader asks Raft to hand leadership to replicaID.
+func (r *Replica) TransferLeader(replicaID uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return ErrRemoved
+	}
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		return r.notLeaderLocked()
+	}
+	r.mu.rn.TransferLeader(replicaID)
+	r.cfg.Notify()
+	return nil
+}
+
+// ErrNoProgress is returned by Progress for a replica the leader does not
+// track.
+var ErrNoProgress = errors.New("no progress known for replica")
+
+// Progress returns how far the leader knows replicaID's log to match its own
+// (match index), the leader's last index, and whether the configuration is
+// joint. Only the leader knows.
+func (r *Replica) Progress(replicaID uint64) (match, last uint64, joint bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return 0, 0, false, ErrRemoved
+	}
+	st := r.mu.rn.Status()
+	if st.RaftState != raft.StateLeader {
+		return 0, 0, false, r.notLeaderLocked()
+	}
+	joint = len(st.Config.Voters[1]) > 0
+	pr, ok := st.Progress[replicaID]
+	if !ok {
+		return 0, 0, joint, ErrNoProgress
+	}
+	_, last = r.storage.Bounds()
+	return pr.Match, last, joint, nil
+}
