@@ -7,7 +7,9 @@ import (
 	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/raftrix/raftrixdb/placement"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
 )
@@ -48,8 +50,23 @@ func (n *Node) bootstrapIfEmpty() error {
 			return err
 		}
 	}
-	// The range ID allocator lives in the system key space (the last range):
-	// replicated like any key, and never handing out an ID twice.
+	// Placement's durable state lives in the system range (the last one):
+	// the ID counters, which never hand out an ID twice, and the node
+	// registry, seeded with the static peers.
+	var maxNode uint64
+	for id, addr := range n.cfg.Peers {
+		maxNode = max(maxNode, id)
+		rec, err := proto.Marshal(&pb.NodeRecord{NodeId: id, Addr: addr})
+		if err != nil {
+			return err
+		}
+		if err := replica.WriteSystemValue(b, placement.NodeKey(id), rec); err != nil {
+			return err
+		}
+	}
+	if err := replica.WriteSystemValue(b, placement.NodeIDCounterKey, []byte(strconv.FormatUint(maxNode, 10))); err != nil {
+		return err
+	}
 	if err := replica.WriteSystemValue(b, rangeIDCounterKey, []byte(strconv.Itoa(len(descs)))); err != nil {
 		return err
 	}
@@ -75,7 +92,8 @@ func bootstrapNodes(peers map[uint64]string) []uint64 {
 
 // InitialDescriptors lays out the first ranges: split at splitKeys if given,
 // otherwise count ranges splitting the key space evenly by the first two
-// bytes of the key. Range i+1 has replica IDs 1..len(voters) on voters.
+// bytes of the key, plus the system range [0xFF 0xFF, end) as the last one.
+// Range i+1 has replica IDs 1..len(voters) on voters.
 func InitialDescriptors(voters []uint64, count int, splitKeys [][]byte) ([]*pb.RangeDescriptor, error) {
 	if len(splitKeys) == 0 {
 		if count < 1 || count > 1<<16 {
@@ -86,6 +104,9 @@ func InitialDescriptors(voters []uint64, count int, splitKeys [][]byte) ([]*pb.R
 			splitKeys = append(splitKeys, []byte{byte(v >> 8), byte(v)})
 		}
 	}
+	// The system key space is always a range of its own: the placement
+	// service's state lives there, replicated by its own Raft group.
+	splitKeys = withSystemSplit(splitKeys)
 	for i, k := range splitKeys {
 		if len(k) == 0 {
 			return nil, fmt.Errorf("split key %d is empty", i)
@@ -116,4 +137,16 @@ func InitialDescriptors(voters []uint64, count int, splitKeys [][]byte) ([]*pb.R
 		start = end
 	}
 	return descs, nil
+}
+
+// withSystemSplit returns splitKeys with the system prefix as the last split,
+// dropping any split inside the system key space.
+func withSystemSplit(splitKeys [][]byte) [][]byte {
+	out := make([][]byte, 0, len(splitKeys)+1)
+	for _, k := range splitKeys {
+		if bytes.Compare(k, systemPrefix) < 0 {
+			out = append(out, k)
+		}
+	}
+	return append(out, systemPrefix)
 }

@@ -86,7 +86,7 @@ func (n *Node) toStatus(err error) error {
 		if nl.LeaderNodeID == 0 {
 			reason = pb.RoutingError_NO_LEADER
 		}
-		re := &pb.RoutingError{Reason: reason, RangeId: nl.RangeID, LeaderNodeId: nl.LeaderNodeID, LeaderAddr: n.cfg.Peers[nl.LeaderNodeID]}
+		re := &pb.RoutingError{Reason: reason, RangeId: nl.RangeID, LeaderNodeId: nl.LeaderNodeID, LeaderAddr: n.peerAddrOrEmpty(nl.LeaderNodeID)}
 		if r := n.replica(nl.RangeID); r != nil {
 			re.Descriptor_ = r.Descriptor()
 		}

@@ -156,11 +156,12 @@ func TestHTTPEndpoints(t *testing.T) {
 }
 
 func TestReadyzWithoutLeaders(t *testing.T) {
-	// Node 1 of 3 alone: its ranges cannot elect a leader.
+	// Node 1 of 3 alone: its ranges (4 plus the system range) cannot elect
+	// a leader.
 	n := startNodes(t, 1, 2, 4, nil)[0]
 	time.Sleep(300 * time.Millisecond) // several election timeouts at 20ms ticks
 	code, body := httpGet(t, n, "/readyz")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "4 of 4 local ranges know no leader") {
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "5 of 5 local ranges know no leader") {
 		t.Fatalf("/readyz: %d %q, want 503 with the leaderless ranges", code, body)
 	}
 	if code, _ := httpGet(t, n, "/healthz"); code != http.StatusOK {

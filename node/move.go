@@ -52,7 +52,7 @@ func (n *Node) onRangeLeader(ctx context.Context, rangeID uint64,
 }
 
 func (n *Node) moveReplica(ctx context.Context, req *pb.MoveReplicaRequest) (*pb.RangeDescriptor, error) {
-	if _, ok := n.cfg.Peers[req.ToNode]; !ok {
+	if _, ok := n.peerAddr(req.ToNode); !ok {
 		return nil, invalidf("unknown target node %d", req.ToNode)
 	}
 	var out *pb.RangeDescriptor

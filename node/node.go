@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -46,6 +47,9 @@ type Node struct {
 	tickerDone chan struct{}
 	stopOnce   sync.Once
 
+	peersMu sync.RWMutex
+	peers   map[uint64]string // see peers.go
+
 	// mu guards the replica registry: by ID, and ordered by start key for
 	// routing.
 	mu struct {
@@ -78,6 +82,10 @@ func New(cfg Config) (*Node, error) {
 		started:    cfg.Clock.Now(),
 		stopTicker: make(chan struct{}),
 		tickerDone: make(chan struct{}),
+	}
+	n.peers = maps.Clone(cfg.Peers)
+	if n.peers == nil {
+		n.peers = map[uint64]string{}
 	}
 	n.mu.replicas = make(map[uint64]*replica.Replica)
 	n.mu.byKey = btree.NewG(8, rangeEntryLess)

@@ -29,7 +29,7 @@ func (s *adminServer) NodeStatus(ctx context.Context, _ *pb.NodeStatusRequest) (
 			resp.Leaders++
 		}
 	}
-	for id, addr := range n.cfg.Peers {
+	for id, addr := range n.peersSnapshot() {
 		resp.Peers = append(resp.Peers, &pb.NodeAddress{NodeId: id, Addr: addr})
 	}
 	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].NodeId < resp.Peers[j].NodeId })

@@ -86,8 +86,9 @@ func (n *Node) onLeader(ctx context.Context, key []byte,
 			}
 			target = hint
 			if target == 0 {
-				holders := bootstrapNodes(n.cfg.Peers)
-				target = holders[attempt%len(holders)]
+				if holders := n.holderCandidates(); len(holders) > 0 {
+					target = holders[attempt%len(holders)]
+				}
 			}
 		}
 		if conn, ok := n.readyTarget(ctx, target); ok {

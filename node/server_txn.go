@@ -53,7 +53,7 @@ func (s *kvServer) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse
 // while they refuse with a routing error.
 func (n *Node) forwardToHolder(ctx context.Context, call func(context.Context, *grpc.ClientConn) error) error {
 	var err error
-	for _, id := range bootstrapNodes(n.cfg.Peers) {
+	for _, id := range n.holderCandidates() {
 		conn, cerr := n.trans.conn(id)
 		if cerr != nil {
 			return cerr

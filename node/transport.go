@@ -75,7 +75,7 @@ func (t *transport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 	if c, ok := t.mu.conns[nodeID]; ok {
 		return c, nil
 	}
-	addr, ok := t.n.cfg.Peers[nodeID]
+	addr, ok := t.n.peerAddr(nodeID)
 	if !ok {
 		return nil, fmt.Errorf("no address known for node %d", nodeID)
 	}

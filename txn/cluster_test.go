@@ -171,7 +171,7 @@ func (c *cluster) leaders(ctx context.Context) (map[uint64]uint64, bool) {
 			leaders[ri.Descriptor_.RangeId] = l
 		}
 	}
-	return leaders, len(leaders) == c.ranges
+	return leaders, len(leaders) == c.ranges+1 // and the system range
 }
 
 // keyInRange returns a key that the even bootstrap split puts in range i of

@@ -172,7 +172,7 @@ func TestCommandsAgainstCluster(t *testing.T) {
 
 	t.Run("Ranges", func(t *testing.T) {
 		lines := strings.Split(strings.TrimSuffix(mustRun(t, "ranges", ep), "\n"), "\n")
-		if len(lines) != ranges+1 || !strings.HasPrefix(lines[0], "RANGE") {
+		if len(lines) != ranges+2 || !strings.HasPrefix(lines[0], "RANGE") { // + the system range
 			t.Fatalf("ranges printed %q", lines)
 		}
 		for i, l := range lines[1:] {
@@ -181,7 +181,7 @@ func TestCommandsAgainstCluster(t *testing.T) {
 				t.Fatalf("range row %q", l)
 			}
 		}
-		if !strings.HasPrefix(strings.Fields(lines[1])[1], "<min>") || strings.Fields(lines[ranges])[2] != "<max>" {
+		if !strings.HasPrefix(strings.Fields(lines[1])[1], "<min>") || strings.Fields(lines[ranges+1])[2] != "<max>" {
 			t.Fatalf("ranges do not span the key space: %q", lines)
 		}
 	})
@@ -193,7 +193,7 @@ func TestCommandsAgainstCluster(t *testing.T) {
 		}
 		for i, l := range lines[1:] {
 			f := strings.Fields(l)
-			if f[0] != fmt.Sprint(i+1) || f[1] != c.Addr(uint64(i+1)) || f[3] != fmt.Sprint(ranges) {
+			if f[0] != fmt.Sprint(i+1) || f[1] != c.Addr(uint64(i+1)) || f[3] != fmt.Sprint(ranges+1) {
 				t.Fatalf("status row %q", l)
 			}
 		}

@@ -41,7 +41,7 @@ func TestBinaryCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := exec.Command(bin, "start", "--id", fmt.Sprint(i+1), "--listen", a,
+		p := exec.Command(bin, "start", "--id", fmt.Sprint(i+1), "--listen", a, "--insecure", "--http-addr=off",
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			"--peers", strings.Join(peers, ","), "--ranges", fmt.Sprint(ranges), "--tick", "50ms")
 		p.Stderr = logFile
@@ -91,7 +91,7 @@ func TestBinaryCluster(t *testing.T) {
 		eventually(t, 30*time.Second, "every range on "+addr+" to have a live leader", func() bool {
 			out, _, code := cli("ranges", "--endpoints", addr)
 			rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-			if code != 0 || len(rows) != ranges+1 {
+			if code != 0 || len(rows) != ranges+2 { // header, ranges, system range
 				return false
 			}
 			for _, r := range rows[1:] {
@@ -145,7 +145,7 @@ func TestBinaryCluster(t *testing.T) {
 	checkScan(all, "a")
 	// Every range got exactly one key, so its size is no longer zero.
 	rows := strings.Split(strings.TrimSuffix(mustCLI("ranges", "--endpoints", addrs[1]), "\n"), "\n")
-	if len(rows) != ranges+1 {
+	if len(rows) != ranges+2 { // header, ranges, system range
 		t.Fatalf("ranges printed %d rows", len(rows))
 	}
 	status := strings.Split(strings.TrimSuffix(mustCLI("status", "--endpoints", all), "\n"), "\n")
@@ -153,7 +153,7 @@ func TestBinaryCluster(t *testing.T) {
 		t.Fatalf("status printed %q", status)
 	}
 	for i, r := range status[1:] {
-		if f := strings.Fields(r); f[0] != fmt.Sprint(i+1) || f[1] != addrs[i] || f[3] != fmt.Sprint(ranges) {
+		if f := strings.Fields(r); f[0] != fmt.Sprint(i+1) || f[1] != addrs[i] || f[3] != fmt.Sprint(ranges+1) {
 			t.Fatalf("status row %q", r)
 		}
 	}

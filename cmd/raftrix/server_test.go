@@ -73,7 +73,7 @@ func TestStartServesUntilCanceledAndKeepsData(t *testing.T) {
 	addr := deadAddr(t)
 	dir := filepath.Join(t.TempDir(), "n1")
 	args := []string{"start", "--id=1", "--peers=1=" + addr, "--data-dir=" + dir,
-		"--ranges=4", "--tick=20ms", "--log-format=json"}
+		"--ranges=4", "--tick=20ms", "--log-format=json", "--insecure", "--http-addr=off"}
 	var out, logs syncBuffer
 	stop := background(t, &out, &logs, args...)
 	eventually(t, 20*time.Second, "the node to accept a put", func() bool {
@@ -145,8 +145,8 @@ func TestDemo(t *testing.T) {
 	if got := mustRun(t, "kv", "get", "hello", eps); got != "world\n" {
 		t.Fatalf("get printed %q", got)
 	}
-	if rows := strings.Count(mustRun(t, "ranges", eps), "\n"); rows != 5 {
-		t.Fatalf("ranges printed %d lines, want a header and 4 ranges", rows)
+	if rows := strings.Count(mustRun(t, "ranges", eps), "\n"); rows != 6 {
+		t.Fatalf("ranges printed %d lines, want a header, 4 ranges and the system range", rows)
 	}
 	if code := stop(); code != exitOK {
 		t.Fatalf("demo exited %d; logs:\n%s", code, logs.String())
