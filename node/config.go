@@ -59,6 +59,22 @@ type Config struct {
 	// before truncating its log (default 1000).
 	LogTruncateThreshold uint64
 
+	// JoinAddr is the address of a node of the cluster this node joined
+	// through (raftrix start --join); heartbeats fall back to it while the
+	// node knows no peer.
+	JoinAddr string
+	// HeartbeatInterval is how often the node reports to placement (default
+	// 1s); placement decides at the same pace.
+	HeartbeatInterval time.Duration
+	// DeadTimeout is how long a node may be silent before placement
+	// re-creates its replicas elsewhere (default 5m).
+	DeadTimeout time.Duration
+	// MaxRangeBytes splits a range past this size (default 64 MiB);
+	// SplitWritesPerSecond splits a range whose leader applies more writes
+	// per second (default 5000; negative: never).
+	MaxRangeBytes        int64
+	SplitWritesPerSecond float64
+
 	// TxnExpiry is how long a transaction record may go without a heartbeat
 	// before others may abort it (default 5s).
 	TxnExpiry time.Duration
@@ -118,6 +134,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ElectionTicks == 0 {
 		c.ElectionTicks = 10
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.DeadTimeout == 0 {
+		c.DeadTimeout = 5 * time.Minute
+	}
+	if c.MaxRangeBytes == 0 {
+		c.MaxRangeBytes = 64 << 20
+	}
+	if c.SplitWritesPerSecond == 0 {
+		c.SplitWritesPerSecond = 5000
 	}
 	if c.Workers == 0 {
 		c.Workers = 8

@@ -52,7 +52,7 @@ func (n *Node) onRangeLeader(ctx context.Context, rangeID uint64,
 }
 
 func (n *Node) moveReplica(ctx context.Context, req *pb.MoveReplicaRequest) (*pb.RangeDescriptor, error) {
-	if _, ok := n.peerAddr(req.ToNode); !ok {
+	if _, ok := n.peerAddr(req.ToNode); !ok && req.ToNode != 0 {
 		return nil, invalidf("unknown target node %d", req.ToNode)
 	}
 	var out *pb.RangeDescriptor
@@ -75,14 +75,17 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 	}
 	desc := r.Descriptor()
 	fromID := replica.ReplicaIDOnNode(desc, from)
-	if fromID == 0 {
+	if fromID == 0 && from != 0 {
 		return nil, invalidf("range %d has no replica on node %d", desc.RangeId, from)
 	}
 	if replica.ReplicaIDOnNode(desc, to) != 0 {
 		return nil, invalidf("range %d already has a replica on node %d", desc.RangeId, to)
 	}
-	if fromID == r.ReplicaID() {
+	if fromID != 0 && fromID == r.ReplicaID() {
 		return nil, n.handOffLeadership(ctx, r, fromID)
+	}
+	if to == 0 {
+		return n.removeReplica(ctx, r, fromID)
 	}
 
 	// 1. The learner.
@@ -120,10 +123,11 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 		}
 	}
 	final.Generation++
-	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
-		{Type: raftpb.ConfChangeAddNode, NodeID: learnerID},
-		{Type: raftpb.ConfChangeRemoveNode, NodeID: fromID},
-	}}, final); err != nil {
+	changes := []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: learnerID}}
+	if fromID != 0 {
+		changes = append(changes, raftpb.ConfChangeSingle{Type: raftpb.ConfChangeRemoveNode, NodeID: fromID})
+	}
+	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: changes}, final); err != nil {
 		return nil, fmt.Errorf("promote node %d and remove node %d: %w", to, from, err)
 	}
 	if err := waitFor(ctx, leaderChangeWait, func() (bool, error) {
@@ -134,17 +138,51 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 	}
 
 	// 5. The old replica is out of the configuration; destroy it.
-	if conn, err := n.trans.conn(from); err == nil {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := pb.NewInternalClient(conn).DestroyReplica(dctx, &pb.DestroyReplicaRequest{RangeId: desc.RangeId, ReplicaId: fromID})
-		cancel()
-		if err != nil {
-			n.logger.Warn("destroy moved replica", "range", desc.RangeId, "node", from, "error", err)
-		}
+	if from != 0 {
+		n.destroyRemote(ctx, desc.RangeId, from, fromID)
 	}
 	n.metrics.replicaMoves.Inc()
 	n.logger.Info("moved replica", "range", desc.RangeId, "from", from, "to", to)
 	return final, nil
+}
+
+// removeReplica removes a voter without replacing it.
+func (n *Node) removeReplica(ctx context.Context, r *replica.Replica, replicaID uint64) (*pb.RangeDescriptor, error) {
+	desc := r.Descriptor()
+	voters := 0
+	for _, rd := range desc.Replicas {
+		if rd.Type == pb.ReplicaDescriptor_VOTER {
+			voters++
+		}
+	}
+	if voters <= 3 {
+		return nil, invalidf("range %d has %d voters; removing one would leave it under-replicated", desc.RangeId, voters)
+	}
+	next := proto.Clone(desc).(*pb.RangeDescriptor)
+	from := replica.NodeOfReplica(desc, replicaID)
+	next.Replicas = slices.DeleteFunc(next.Replicas, func(rd *pb.ReplicaDescriptor) bool { return rd.ReplicaId == replicaID })
+	next.Generation++
+	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
+		{Type: raftpb.ConfChangeRemoveNode, NodeID: replicaID},
+	}}, next); err != nil {
+		return nil, fmt.Errorf("remove replica on node %d: %w", from, err)
+	}
+	n.destroyRemote(ctx, desc.RangeId, from, replicaID)
+	return next, nil
+}
+
+// destroyRemote tells a node to destroy a replica its range removed; best
+// effort (the node may be dead).
+func (n *Node) destroyRemote(ctx context.Context, rangeID, nodeID, replicaID uint64) {
+	conn, err := n.trans.conn(nodeID)
+	if err != nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := pb.NewInternalClient(conn).DestroyReplica(dctx, &pb.DestroyReplicaRequest{RangeId: rangeID, ReplicaId: replicaID}); err != nil {
+		n.logger.Warn("destroy removed replica", "range", rangeID, "node", nodeID, "error", err)
+	}
 }
 
 // handOffLeadership moves leadership away from the replica about to be

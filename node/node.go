@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
+	"github.com/raftrix/raftrixdb/placement"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
 	"github.com/raftrix/raftrixdb/txn"
@@ -38,10 +39,14 @@ type Node struct {
 	sched   *scheduler
 	trans   *transport
 	txn     *txn.Coordinator
-	grpc    *grpc.Server
-	lis     net.Listener
-	http    *httpEndpoint // nil without HTTPAddr/HTTPListener
-	started time.Time
+
+	placement *placement.Service
+	bgCancel  context.CancelFunc
+	bgWG      sync.WaitGroup
+	grpc      *grpc.Server
+	lis       net.Listener
+	http      *httpEndpoint // nil without HTTPAddr/HTTPListener
+	started   time.Time
 
 	stopTicker chan struct{}
 	tickerDone chan struct{}
@@ -107,6 +112,23 @@ func New(cfg Config) (*Node, error) {
 	n.db = db
 	n.sched = newScheduler(cfg.Workers, n.processRanges)
 	n.trans = newTransport(n)
+	n.placement = placement.NewService(placement.Config{
+		Store:    placementStore{n},
+		Actuator: placementActuator{n},
+		Clock:    cfg.Clock,
+		Logger:   n.logger.With("component", "placement"),
+		Decide: placement.DecideConfig{
+			ReplicationFactor:       3,
+			SystemReplicationFactor: 5,
+			SystemRangeStart:        systemPrefix,
+			MaxRangeBytes:           cfg.MaxRangeBytes,
+			SplitWritesPerSecond:    max(0, cfg.SplitWritesPerSecond),
+			MaxActions:              4,
+		},
+		DeadTimeout: cfg.DeadTimeout,
+		LiveTimeout: 3 * cfg.HeartbeatInterval,
+		Interval:    cfg.HeartbeatInterval,
+	})
 	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry})
 	if err := n.bootstrapIfEmpty(); err != nil {
 		db.Close()
@@ -129,9 +151,16 @@ func New(cfg Config) (*Node, error) {
 	pb.RegisterAdminServer(n.grpc, &adminServer{n: n})
 	pb.RegisterRaftServer(n.grpc, &raftServer{n: n})
 	pb.RegisterInternalServer(n.grpc, &internalServer{n: n})
+	pb.RegisterPlacementServer(n.grpc, &placementServer{n: n})
+	if _, ok := n.peerAddr(n.id); !ok {
+		n.learnPeers([]*pb.NodeAddress{{NodeId: n.id, Addr: lis.Addr().String()}})
+	}
 
 	n.sched.start()
 	go n.runTicker()
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	n.bgCancel = bgCancel
+	n.placementLoops(bgCtx, &n.bgWG)
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.logger.Error("grpc server stopped", "error", err)
@@ -165,6 +194,8 @@ func (n *Node) Addr() string { return n.lis.Addr().String() }
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
 		n.stopHTTP()
+		n.bgCancel()
+		n.bgWG.Wait()
 		n.txn.Close()
 		close(n.stopTicker)
 		<-n.tickerDone

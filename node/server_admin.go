@@ -56,22 +56,26 @@ func (s *adminServer) ListRanges(ctx context.Context, _ *pb.ListRangesRequest) (
 
 func (s *adminServer) SplitRange(ctx context.Context, req *pb.SplitRangeRequest) (*pb.SplitRangeResponse, error) {
 	n := s.n
+	ctx, cancel := n.requestContext(ctx)
+	defer cancel()
+	if len(req.Key) == 0 && req.RangeId != 0 {
+		resp, err := n.splitRangeInMiddle(ctx, req.RangeId)
+		return resp, n.toStatus(err)
+	}
 	if err := n.cfg.Limits.checkKey(req.Key); err != nil {
 		return nil, n.toStatus(err)
 	}
 	if isSystemKey(req.Key) && !isForwarded(ctx) {
 		return nil, n.toStatus(invalidf("cannot split inside the system key space"))
 	}
-	ctx, cancel := n.requestContext(ctx)
-	defer cancel()
 	resp, err := n.splitRange(ctx, req.Key)
 	return resp, n.toStatus(err)
 }
 
 func (s *adminServer) MoveReplica(ctx context.Context, req *pb.MoveReplicaRequest) (*pb.MoveReplicaResponse, error) {
 	n := s.n
-	if req.RangeId == 0 || req.FromNode == 0 || req.ToNode == 0 || req.FromNode == req.ToNode {
-		return nil, n.toStatus(invalidf("move needs a range ID and two different nodes"))
+	if req.RangeId == 0 || req.FromNode == req.ToNode {
+		return nil, n.toStatus(invalidf("move needs a range ID and different source and target nodes (source 0: add a replica; target 0: remove one)"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout+10*time.Second)
 	defer cancel()

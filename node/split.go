@@ -65,3 +65,29 @@ func (n *Node) splitRange(ctx context.Context, key []byte) (*pb.SplitRangeRespon
 	})
 	return resp, err
 }
+
+// splitRangeInMiddle splits a range at the key in the middle of its data,
+// chosen by its leader (which does the whole split if this node is not it).
+func (n *Node) splitRangeInMiddle(ctx context.Context, rangeID uint64) (*pb.SplitRangeResponse, error) {
+	var key []byte
+	var remote *pb.SplitRangeResponse
+	err := n.onRangeLeader(ctx, rangeID, func(r *replica.Replica) error {
+		if !r.IsLeader() {
+			lr, ln := r.Leader()
+			return &replica.NotLeaderError{RangeID: rangeID, LeaderReplicaID: lr, LeaderNodeID: ln}
+		}
+		k, err := r.MiddleKey()
+		key = k
+		return err
+	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
+		remote, err = pb.NewAdminClient(c).SplitRange(fctx, &pb.SplitRangeRequest{RangeId: rangeID})
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case remote != nil:
+		return remote, nil
+	}
+	return n.splitRange(ctx, key)
+}

@@ -79,19 +79,34 @@ func (t *transport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 	if !ok {
 		return nil, fmt.Errorf("no address known for node %d", nodeID)
 	}
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(t.n.peerCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
-	}
-	if t.n.cfg.Dialer != nil {
-		opts = append(opts, grpc.WithContextDialer(t.n.cfg.Dialer))
-	}
-	c, err := grpc.NewClient(addr, opts...)
+	c, err := grpc.NewClient(addr, t.n.dialOptions()...)
 	if err != nil {
 		return nil, err
 	}
 	t.mu.conns[nodeID] = c
 	return c, nil
+}
+
+// dialOptions are the options of every connection this node opens to a
+// peer.
+func (n *Node) dialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(n.peerCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
+	}
+	if n.cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(n.cfg.Dialer))
+	}
+	return opts
+}
+
+// selfConn is a connection to this node's own gRPC server.
+func (n *Node) selfConn() *grpc.ClientConn {
+	c, err := n.trans.conn(n.id)
+	if err != nil {
+		n.fatal(fmt.Errorf("no connection to self: %w", err))
+	}
+	return c
 }
 
 // readyConn returns the connection to a peer if it is established, waiting

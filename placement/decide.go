@@ -26,7 +26,8 @@ type ActionKind int
 
 const (
 	// Move adds a replica on To and removes the one on From (From 0: only
-	// add, to bring a range up to its replication factor).
+	// add, to bring a range up to its replication factor; To 0: only
+	// remove, from a range with more replicas than it needs).
 	Move ActionKind = iota
 	// TransferLeader hands the range's leadership to the replica on To.
 	TransferLeader
@@ -124,7 +125,9 @@ func (d *decider) add(a Action) {
 		if a.From != 0 {
 			d.replicas[a.From]--
 		}
-		d.replicas[a.To]++
+		if a.To != 0 {
+			d.replicas[a.To]++
+		}
 	case TransferLeader:
 		d.leaders[a.From]--
 		d.leaders[a.To]++
@@ -177,12 +180,16 @@ func (d *decider) repair() {
 			if known && !n.Dead && n.State == pb.NodeRecord_ACTIVE {
 				continue
 			}
+			reason := "node is dead"
+			if known && !n.Dead {
+				reason = "node is leaving"
+			}
 			if to := d.target(e); to != 0 {
-				reason := "node is dead"
-				if known && !n.Dead {
-					reason = "node is leaving"
-				}
 				d.add(Action{Kind: Move, RangeID: e.Desc.RangeId, From: r.NodeId, To: to, Reason: reason})
+			} else if len(e.Desc.Replicas) > d.wantVoters(e) {
+				// Nowhere to move it, and the range has more replicas than it
+				// needs (the system range on a shrinking cluster): drop it.
+				d.add(Action{Kind: Move, RangeID: e.Desc.RangeId, From: r.NodeId, Reason: reason + ", range over-replicated"})
 			}
 			break // one change per range per round
 		}

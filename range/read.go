@@ -96,3 +96,41 @@ func (r *Replica) ApproximateSize() int64 {
 	}
 	return int64(n)
 }
+
+// MiddleKey returns the user key that splits the range's data in two halves
+// by size, for a split. It fails if the range holds too little to split.
+func (r *Replica) MiddleKey() ([]byte, error) {
+	desc := r.Descriptor()
+	lo, hi := UserSpan(desc.StartKey, desc.EndKey)
+	snap := r.cfg.DB.NewSnapshot()
+	defer snap.Close()
+	var total int64
+	if err := iterateSpan(snap, [2][]byte{lo, hi}, func(k, v []byte) error {
+		total += int64(len(k) + len(v))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var seen int64
+	var mid []byte
+	errFound := fmt.Errorf("found")
+	err := iterateSpan(snap, [2][]byte{lo, hi}, func(k, v []byte) error {
+		seen += int64(len(k) + len(v))
+		if seen*2 >= total {
+			key, err := DecodeUserKey(k)
+			if err != nil {
+				return err
+			}
+			mid = append([]byte(nil), key...)
+			return errFound
+		}
+		return nil
+	})
+	if err != nil && err != errFound {
+		return nil, err
+	}
+	if mid == nil || bytes.Equal(mid, desc.StartKey) {
+		return nil, fmt.Errorf("range %d holds too little data to split", desc.RangeId)
+	}
+	return mid, nil
+}

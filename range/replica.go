@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -76,6 +77,8 @@ type Replica struct {
 	replicaID uint64
 	storage   *Storage
 	logger    *slog.Logger
+	// writes counts applied write commands, for load-based splits.
+	writes atomic.Uint64
 
 	// mu guards the RawNode and everything the Raft loop shares with request
 	// goroutines. The node's scheduler guarantees that only one goroutine at a
@@ -179,6 +182,9 @@ func (r *Replica) Descriptor() *pb.RangeDescriptor { return r.storage.Descriptor
 // Initialized reports whether the replica holds its range's state: a
 // replica created for an incoming snapshot is not, until it installs it.
 func (r *Replica) Initialized() bool { return r.storage.Applied().Index > 0 }
+
+// Writes returns the number of write commands this replica has applied.
+func (r *Replica) Writes() uint64 { return r.writes.Load() }
 
 // Tick advances the replica's logical clock by one tick.
 func (r *Replica) Tick() {

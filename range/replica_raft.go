@@ -238,6 +238,7 @@ func (r *Replica) applyEntries(ents []raftpb.Entry) error {
 					return fmt.Errorf("range %d: decode entry %d: %w", r.rangeID, e.Index, err)
 				}
 				done = append(done, completedProposal{id: cmd.ProposalId, res: sm.apply(cmd)})
+				r.writes.Add(1)
 			}
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 			cs, next, p, err := r.applyConfChangeEntry(e, sm.desc)

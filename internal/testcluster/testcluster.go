@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,6 +30,10 @@ type Options struct {
 	// TickInterval defaults to 20ms to keep elections in tests short.
 	TickInterval         time.Duration
 	LogTruncateThreshold uint64
+	// HeartbeatInterval and DeadTimeout tune placement (defaults: 100ms and
+	// 5m; tests of repair shorten the latter).
+	HeartbeatInterval time.Duration
+	DeadTimeout       time.Duration
 }
 
 // Cluster is a set of in-process nodes.
@@ -41,7 +46,9 @@ type Cluster struct {
 	mu    sync.Mutex
 	nodes map[uint64]*node.Node
 	regs  map[uint64]*prometheus.Registry
-	conns map[uint64]*grpc.ClientConn
+	// joinAddr is the address a joined node joined through.
+	joinAddr map[uint64]string
+	conns    map[uint64]*grpc.ClientConn
 }
 
 // Start starts a cluster and registers its shutdown with t.Cleanup.
@@ -50,12 +57,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.TickInterval == 0 {
 		opts.TickInterval = 20 * time.Millisecond
 	}
+	if opts.HeartbeatInterval == 0 {
+		opts.HeartbeatInterval = 100 * time.Millisecond
+	}
 	c := &Cluster{
 		t: t, opts: opts, dir: t.TempDir(),
-		peers: map[uint64]string{},
-		nodes: map[uint64]*node.Node{},
-		regs:  map[uint64]*prometheus.Registry{},
-		conns: map[uint64]*grpc.ClientConn{},
+		peers:    map[uint64]string{},
+		nodes:    map[uint64]*node.Node{},
+		regs:     map[uint64]*prometheus.Registry{},
+		joinAddr: map[uint64]string{},
+		conns:    map[uint64]*grpc.ClientConn{},
 	}
 	listeners := map[uint64]net.Listener{}
 	for i := 1; i <= opts.Nodes; i++ {
@@ -67,13 +78,13 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.peers[uint64(i)] = lis.Addr().String()
 	}
 	for id, lis := range listeners {
-		c.startNode(id, lis)
+		c.startNode(id, lis, "")
 	}
 	t.Cleanup(c.StopAll)
 	return c
 }
 
-func (c *Cluster) startNode(id uint64, lis net.Listener) {
+func (c *Cluster) startNode(id uint64, lis net.Listener, joinAddr string) {
 	c.t.Helper()
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -81,7 +92,10 @@ func (c *Cluster) startNode(id uint64, lis net.Listener) {
 		NodeID:               id,
 		DataDir:              filepath.Join(c.dir, fmt.Sprintf("n%d", id)),
 		Listener:             lis,
-		Peers:                c.peers,
+		Peers:                c.Peers(),
+		JoinAddr:             joinAddr,
+		HeartbeatInterval:    c.opts.HeartbeatInterval,
+		DeadTimeout:          c.opts.DeadTimeout,
 		InitialRanges:        c.opts.InitialRanges,
 		TickInterval:         c.opts.TickInterval,
 		LogTruncateThreshold: c.opts.LogTruncateThreshold,
@@ -115,15 +129,41 @@ func (c *Cluster) Restart(id uint64) {
 	var err error
 	// The old listener's port may linger briefly after Stop.
 	for i := 0; i < 50; i++ {
-		if lis, err = net.Listen("tcp", c.peers[id]); err == nil {
+		if lis, err = net.Listen("tcp", c.Addr(id)); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		c.t.Fatalf("relisten node %d on %s: %v", id, c.peers[id], err)
+		c.t.Fatalf("relisten node %d on %s: %v", id, c.Addr(id), err)
 	}
-	c.startNode(id, lis)
+	c.mu.Lock()
+	joinAddr := c.joinAddr[id]
+	c.mu.Unlock()
+	c.startNode(id, lis, joinAddr)
+}
+
+// Join starts a new node that joins the cluster through node 1 (placement
+// gives it its ID) and returns its ID.
+func (c *Cluster) Join(ctx context.Context) uint64 {
+	c.t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	joinAddr := c.Addr(1)
+	id, peers, err := node.JoinCluster(ctx, joinAddr, lis.Addr().String(), nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	for pid, addr := range peers {
+		c.peers[pid] = addr
+	}
+	c.joinAddr[id] = joinAddr
+	c.mu.Unlock()
+	c.startNode(id, lis, joinAddr)
+	return id
 }
 
 // StopAll stops every running node.
@@ -176,10 +216,18 @@ func (c *Cluster) Metric(id uint64, name string) float64 {
 }
 
 // Addr returns a node's address.
-func (c *Cluster) Addr(id uint64) string { return c.peers[id] }
+func (c *Cluster) Addr(id uint64) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peers[id]
+}
 
 // Peers returns every node's address by ID.
-func (c *Cluster) Peers() map[uint64]string { return c.peers }
+func (c *Cluster) Peers() map[uint64]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.peers)
+}
 
 func (c *Cluster) conn(id uint64) *grpc.ClientConn {
 	c.mu.Lock()
@@ -194,6 +242,9 @@ func (c *Cluster) conn(id uint64) *grpc.ClientConn {
 	c.conns[id] = cc
 	return cc
 }
+
+// Conn returns the test's client connection to node id.
+func (c *Cluster) Conn(id uint64) *grpc.ClientConn { return c.conn(id) }
 
 // KV returns a KV client talking to node id.
 func (c *Cluster) KV(id uint64) pb.KVClient { return pb.NewKVClient(c.conn(id)) }

@@ -214,8 +214,11 @@ func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
 }
 
 type SplitRangeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is where to split. If it is empty, range_id names the range and its
+	// leader picks the key in the middle of the range's data.
+	Key           []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RangeId       uint64 `protobuf:"varint,2,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,6 +258,13 @@ func (x *SplitRangeRequest) GetKey() []byte {
 		return x.Key
 	}
 	return nil
+}
+
+func (x *SplitRangeRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
 }
 
 type SplitRangeResponse struct {
@@ -697,9 +707,10 @@ const file_raftrix_v1_admin_proto_rawDesc = "" +
 	"\x15TransferLeaderRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x17\n" +
 	"\ato_node\x18\x02 \x01(\x04R\x06toNode\"\x18\n" +
-	"\x16TransferLeaderResponse\"%\n" +
+	"\x16TransferLeaderResponse\"@\n" +
 	"\x11SplitRangeRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"x\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x19\n" +
+	"\brange_id\x18\x02 \x01(\x04R\arangeId\"x\n" +
 	"\x12SplitRangeResponse\x12/\n" +
 	"\x04left\x18\x01 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\x04left\x121\n" +
 	"\x05right\x18\x02 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\x05right\"\x13\n" +
