@@ -74,6 +74,10 @@ type Config struct {
 	// per second (default 5000; negative: never).
 	MaxRangeBytes        int64
 	SplitWritesPerSecond float64
+	// ManualPlacement turns placement's decisions off: ranges are split,
+	// moved and rebalanced only on an operator's request. The registry,
+	// liveness and the directory still work.
+	ManualPlacement bool
 
 	// TxnExpiry is how long a transaction record may go without a heartbeat
 	// before others may abort it (default 5s).

@@ -149,13 +149,14 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 // removeReplica removes a voter without replacing it.
 func (n *Node) removeReplica(ctx context.Context, r *replica.Replica, replicaID uint64) (*pb.RangeDescriptor, error) {
 	desc := r.Descriptor()
-	voters := 0
+	voters, removingVoter := 0, false
 	for _, rd := range desc.Replicas {
 		if rd.Type == pb.ReplicaDescriptor_VOTER {
 			voters++
+			removingVoter = removingVoter || rd.ReplicaId == replicaID
 		}
 	}
-	if voters <= 3 {
+	if removingVoter && voters <= 3 {
 		return nil, invalidf("range %d has %d voters; removing one would leave it under-replicated", desc.RangeId, voters)
 	}
 	next := proto.Clone(desc).(*pb.RangeDescriptor)

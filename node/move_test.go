@@ -24,7 +24,7 @@ func replicaNodes(d *pb.RangeDescriptor) map[uint64]pb.ReplicaDescriptor_Type {
 // new replica holds every acknowledged write and the old ones are gone.
 func TestMoveReplicaUnderWrites(t *testing.T) {
 	const ranges = 2
-	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: ranges, LogTruncateThreshold: 50})
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: ranges, LogTruncateThreshold: 50, ManualPlacement: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	leaders, err := c.WaitLeaders(ctx)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/btree"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
@@ -52,6 +53,10 @@ type Node struct {
 	tickerDone chan struct{}
 	stopOnce   sync.Once
 
+	// activeMu guards active: the ranges that tick (not quiesced).
+	activeMu sync.Mutex
+	active   map[uint64]struct{}
+
 	peersMu sync.RWMutex
 	peers   map[uint64]string // see peers.go
 
@@ -88,6 +93,7 @@ func New(cfg Config) (*Node, error) {
 		stopTicker: make(chan struct{}),
 		tickerDone: make(chan struct{}),
 	}
+	n.active = map[uint64]struct{}{}
 	n.peers = maps.Clone(cfg.Peers)
 	if n.peers == nil {
 		n.peers = map[uint64]string{}
@@ -111,6 +117,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.db = db
 	n.sched = newScheduler(cfg.Workers, n.processRanges)
+	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftrix_ranges_ticking",
+		Help: "Local replicas that tick (not quiesced).",
+	}, func() float64 { return float64(len(n.activeRangeIDs())) })); err != nil {
+		return nil, err
+	}
 	n.trans = newTransport(n)
 	n.placement = placement.NewService(placement.Config{
 		Store:    placementStore{n},
@@ -247,11 +259,12 @@ func (n *Node) addReplica(st *replica.Storage) error {
 	var r *replica.Replica
 	rangeID := st.Descriptor().RangeId
 	r, err := replica.New(replica.Config{
-		NodeID:  n.id,
-		DB:      n.db,
-		Logger:  n.logger,
-		Notify:  func() { n.sched.enqueue(rangeID, flagReady) },
-		OnSplit: n.onSplit,
+		NodeID:    n.id,
+		DB:        n.db,
+		Logger:    n.logger,
+		Notify:    func() { n.sched.enqueue(rangeID, flagReady) },
+		OnSplit:   n.onSplit,
+		OnQuiesce: func(q bool) { n.setActive(rangeID, !q) },
 		OnRemoved: func(rangeID, replicaID uint64) {
 			// Not from inside the apply that reported it.
 			go func() {
@@ -271,6 +284,7 @@ func (n *Node) addReplica(st *replica.Storage) error {
 	n.mu.replicas[rangeID] = r
 	n.mu.byKey.ReplaceOrInsert(rangeEntry{start: st.Descriptor().StartKey, r: r})
 	n.mu.rangeIDs = append(n.mu.rangeIDs, rangeID)
+	n.setActive(rangeID, true)
 	sort.Slice(n.mu.rangeIDs, func(i, j int) bool { return n.mu.rangeIDs[i] < n.mu.rangeIDs[j] })
 	return nil
 }
@@ -286,6 +300,7 @@ func (n *Node) removeFromRegistry(rangeID uint64) {
 	delete(n.mu.replicas, rangeID)
 	n.mu.byKey.Delete(rangeEntry{start: r.Descriptor().StartKey})
 	n.mu.rangeIDs = slices.DeleteFunc(slices.Clone(n.mu.rangeIDs), func(id uint64) bool { return id == rangeID })
+	n.setActive(rangeID, false)
 }
 
 func (n *Node) replica(rangeID uint64) *replica.Replica {
@@ -328,7 +343,7 @@ func (n *Node) allReplicas() []*replica.Replica {
 }
 
 // runTicker is the node's single Raft clock: every tick it schedules a tick
-// for every range.
+// for every range that is not quiesced.
 func (n *Node) runTicker() {
 	defer close(n.tickerDone)
 	t := time.NewTicker(n.cfg.TickInterval)
@@ -336,7 +351,7 @@ func (n *Node) runTicker() {
 	for {
 		select {
 		case <-t.C:
-			n.sched.enqueueAll(n.rangeIDs(), flagTick)
+			n.sched.enqueueAll(n.activeRangeIDs(), flagTick)
 		case <-n.stopTicker:
 			return
 		}
@@ -349,4 +364,43 @@ func (n *Node) requestContext(ctx context.Context) (context.Context, context.Can
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, n.cfg.Limits.RequestTimeout)
+}
+
+// setActive records whether a range ticks. It is called with the replica's
+// lock held (and sometimes n.mu), so it takes only activeMu.
+func (n *Node) setActive(rangeID uint64, active bool) {
+	n.activeMu.Lock()
+	defer n.activeMu.Unlock()
+	if active {
+		n.active[rangeID] = struct{}{}
+	} else {
+		delete(n.active, rangeID)
+	}
+}
+
+func (n *Node) activeRangeIDs() []uint64 {
+	n.activeMu.Lock()
+	defer n.activeMu.Unlock()
+	ids := make([]uint64, 0, len(n.active))
+	for id := range n.active {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// onPeerDown wakes the quiesced ranges that depend on a peer whose
+// connection broke: those it leads (their followers must notice and elect a
+// new leader) and those this node leads with a replica there (so CheckQuorum
+// can step down a leader cut off from its followers).
+func (n *Node) onPeerDown(nodeID uint64) {
+	for _, r := range n.allReplicas() {
+		if !r.Quiesced() {
+			continue
+		}
+		_, leader := r.Leader()
+		if leader == nodeID || (r.IsLeader() && replica.ReplicaIDOnNode(r.Descriptor(), nodeID) != 0) {
+			r.Wake()
+			n.sched.enqueue(r.RangeID(), flagReady)
+		}
+	}
 }

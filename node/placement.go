@@ -28,7 +28,9 @@ func (n *Node) placementLoops(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		n.placement.Run(ctx)
+		if !n.cfg.ManualPlacement {
+			n.placement.Run(ctx)
+		}
 	}()
 	go func() {
 		defer wg.Done()
@@ -236,7 +238,7 @@ var _ placement.Store = placementStore{}
 func (s placementStore) kv() *kvServer { return &kvServer{n: s.n, internal: true} }
 
 func (s placementStore) Get(ctx context.Context, key []byte) ([]byte, int64, bool, error) {
-	resp, err := s.kv().Get(ctx, &pb.GetRequest{Key: key})
+	resp, err := s.kv().Get(ownRequest(ctx), &pb.GetRequest{Key: key})
 	if err != nil || !resp.Found {
 		return nil, 0, false, err
 	}
@@ -244,7 +246,7 @@ func (s placementStore) Get(ctx context.Context, key []byte) ([]byte, int64, boo
 }
 
 func (s placementStore) CompareAndSet(ctx context.Context, key, value []byte, expected int64) (bool, error) {
-	_, err := s.kv().Put(ctx, &pb.PutRequest{Key: key, Value: value, ExpectedModRevision: &expected})
+	_, err := s.kv().Put(ownRequest(ctx), &pb.PutRequest{Key: key, Value: value, ExpectedModRevision: &expected})
 	if status.Code(err) == codes.FailedPrecondition {
 		return false, nil
 	}
@@ -252,6 +254,7 @@ func (s placementStore) CompareAndSet(ctx context.Context, key, value []byte, ex
 }
 
 func (s placementStore) Scan(ctx context.Context, prefix []byte) (keys, values [][]byte, err error) {
+	ctx = ownRequest(ctx)
 	end := prefixEnd(prefix)
 	req := &pb.ScanRequest{Start: prefix, End: end}
 	for {

@@ -36,7 +36,9 @@ func (n *Node) processRanges(batch []scheduledRange) {
 			continue
 		}
 		if sr.flags&flagTick != 0 {
-			r.Tick()
+			if msgs := r.Tick(); len(msgs) > 0 {
+				n.trans.sendQuiesce(r, msgs)
+			}
 		}
 		rd, ok := r.Ready()
 		if !ok {

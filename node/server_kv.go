@@ -42,6 +42,14 @@ func (n *Node) readyTarget(ctx context.Context, target uint64) (*grpc.ClientConn
 	return n.trans.readyConn(ctx, target)
 }
 
+// ownRequest strips ctx of a forwarding mark: the node is about to make a
+// request of its own while serving one (a forwarded split that allocates a
+// range ID, a read that settles an intent), and that request may need a
+// forward of its own.
+func ownRequest(ctx context.Context) context.Context {
+	return metadata.NewIncomingContext(ctx, metadata.MD{})
+}
+
 // forwardContext marks an outgoing request as forwarded by node id.
 func forwardContext(ctx context.Context, id uint64) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, forwardedKey, strconv.FormatUint(id, 10))

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
@@ -41,7 +40,7 @@ func (s *kvServer) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse
 		}
 	}
 	// The coordinator's per-range commands are this node's own requests.
-	resp, err := n.txn.Run(metadata.NewIncomingContext(ctx, metadata.MD{}), req)
+	resp, err := n.txn.Run(ownRequest(ctx), req)
 	if err != nil {
 		return nil, n.toStatus(err)
 	}
@@ -85,7 +84,7 @@ var (
 // the node's own request, even when it serves one forwarded to it (a read
 // that settles an intent), so it may be forwarded in turn.
 func (n *Node) Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
-	return n.evaluate(metadata.NewIncomingContext(ctx, metadata.MD{}), req)
+	return n.evaluate(ownRequest(ctx), req)
 }
 
 // evaluate is Evaluate keeping ctx's forwarding marker.

@@ -26,6 +26,7 @@ func isSystemKey(k []byte) bool { return bytes.HasPrefix(k, systemPrefix) }
 // allocateRangeID returns a range ID never handed out before, by a
 // compare-and-set loop on the replicated counter.
 func (n *Node) allocateRangeID(ctx context.Context) (uint64, error) {
+	ctx = ownRequest(ctx)
 	kv := &kvServer{n: n, internal: true}
 	for {
 		resp, err := kv.Get(ctx, &pb.GetRequest{Key: rangeIDCounterKey})

@@ -1,8 +1,11 @@
 package node
 
 import (
+	"time"
+
 	"context"
 	"errors"
+	"google.golang.org/grpc/keepalive"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -19,10 +22,14 @@ import (
 // With Config.TLS set, the node speaks mutual TLS on its one gRPC port,
 // which carries both planes:
 //
-//   - the client plane, KV and Admin: any certificate from the cluster CA,
-//     a node's (requests forwarded between nodes) or a client's;
-//   - the peer plane, Raft and Internal (and any service not listed as a
-//     client service: the rule fails closed): node certificates only.
+//   - the client plane, KV, Admin and Placement's ListNodes, Lookup and
+//     LeaveCluster (decommissioning is an operator's act, like Admin's):
+//     any certificate from the cluster CA, a node's (requests forwarded
+//     between nodes) or a client's;
+//   - the peer plane, Raft, Internal, Placement's JoinCluster and
+//     Heartbeat (a client must never pose as a node), and any method not
+//     listed as a client method (the rule fails closed): node
+//     certificates only.
 //
 // A handshake with a certificate that does not verify against the cluster
 // CA fails. A connection without a certificate is accepted by TLS and then
@@ -31,16 +38,24 @@ import (
 // Peers are dialed with the node certificate and must present a node
 // certificate valid for the address dialed.
 
-// clientServices are the method prefixes a client certificate may call.
-var clientServices = []string{
+// clientMethods are the methods, or method prefixes ending in "/", a
+// client certificate may call.
+var clientMethods = []string{
 	"/" + pb.KV_ServiceDesc.ServiceName + "/",
 	"/" + pb.Admin_ServiceDesc.ServiceName + "/",
+	pb.Placement_ListNodes_FullMethodName,
+	pb.Placement_Lookup_FullMethodName,
+	pb.Placement_LeaveCluster_FullMethodName,
 }
 
 // serverOptions returns the gRPC server's options: message bounds, and with
 // TLS its credentials and the authorization interceptors.
 func (n *Node) serverOptions() []grpc.ServerOption {
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage)}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage),
+		// Peers ping every 2s to notice dead peers (see dialOptions).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+	}
 	if n.cfg.TLS == nil {
 		return opts
 	}
@@ -87,8 +102,8 @@ func authorize(ctx context.Context, method string) error {
 }
 
 func isClientMethod(method string) bool {
-	for _, p := range clientServices {
-		if strings.HasPrefix(method, p) {
+	for _, m := range clientMethods {
+		if method == m || strings.HasSuffix(m, "/") && strings.HasPrefix(method, m) {
 			return true
 		}
 	}

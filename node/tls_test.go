@@ -142,6 +142,18 @@ func TestTLSHandshakes(t *testing.T) {
 		_, err := pb.NewInternalClient(conn).Evaluate(ctx, &pb.InternalRequest{})
 		return err
 	}
+	heartbeat := func(conn *grpc.ClientConn) error {
+		_, err := pb.NewPlacementClient(conn).Heartbeat(ctx, &pb.HeartbeatRequest{})
+		return err
+	}
+	join := func(conn *grpc.ClientConn) error {
+		_, err := pb.NewPlacementClient(conn).JoinCluster(ctx, &pb.JoinClusterRequest{Addr: "127.0.0.1:1"})
+		return err
+	}
+	listNodes := func(conn *grpc.ClientConn) error {
+		_, err := pb.NewPlacementClient(conn).ListNodes(ctx, &pb.ListNodesRequest{})
+		return err
+	}
 	noCert := loadClient(t, dir).Clone()
 	noCert.Certificates = nil
 	foreignNode := loadNode(t, foreign, 1)
@@ -158,6 +170,9 @@ func TestTLSHandshakes(t *testing.T) {
 		{"node cert on Raft", credentials.NewTLS(loadNode(t, dir, 2).Peer), raftStream, codes.OK, ""},
 		{"client cert on Raft", credentials.NewTLS(loadClient(t, dir)), raftStream, codes.PermissionDenied, "for cluster nodes only"},
 		{"client cert on Internal", credentials.NewTLS(loadClient(t, dir)), evaluate, codes.PermissionDenied, `caller is client "alice"`},
+		{"client cert on Placement.Heartbeat", credentials.NewTLS(loadClient(t, dir)), heartbeat, codes.PermissionDenied, "for cluster nodes only"},
+		{"client cert on Placement.JoinCluster", credentials.NewTLS(loadClient(t, dir)), join, codes.PermissionDenied, "for cluster nodes only"},
+		{"client cert on Placement.ListNodes", credentials.NewTLS(loadClient(t, dir)), listNodes, codes.OK, ""},
 		{"no cert on KV", credentials.NewTLS(noCert), put, codes.Unauthenticated, "presented none"},
 		{"no cert on Raft", credentials.NewTLS(noCert), raftStream, codes.Unauthenticated, "presented none"},
 		{"client cert of another CA", credentials.NewTLS(loadClient(t, foreign)), put, codes.Unavailable, ""},

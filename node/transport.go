@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
@@ -92,6 +93,9 @@ func (t *transport) conn(nodeID uint64) (*grpc.ClientConn, error) {
 func (n *Node) dialOptions() []grpc.DialOption {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(n.peerCredentials()),
+		// Quiesced ranges send nothing; keepalives notice a dead or cut-off
+		// peer anyway, so its ranges wake and elect (onPeerDown).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 2 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
 	}
 	if n.cfg.Dialer != nil {
@@ -178,6 +182,25 @@ func (t *transport) sendMessages(r *replica.Replica, msgs []raftpb.Message) {
 	}
 }
 
+// sendQuiesce sends a quiescing leader's last heartbeats, marked so that
+// caught-up followers stop ticking.
+func (t *transport) sendQuiesce(r *replica.Replica, msgs []raftpb.Message) {
+	desc := r.Descriptor()
+	for i := range msgs {
+		toNode := replica.NodeOfReplica(desc, msgs[i].To)
+		data, err := msgs[i].Marshal()
+		if toNode == 0 || err != nil {
+			continue
+		}
+		select {
+		case t.queue(toNode) <- outMsg{rangeID: r.RangeID(), toReplica: msgs[i].To, msg: &pb.RaftMessage{RangeId: r.RangeID(), Message: data, Quiesce: true}}:
+		default:
+			// The follower keeps ticking, campaigns, and so wakes the
+			// leader; nothing is lost.
+		}
+	}
+}
+
 // runPeer keeps one stream to a peer open and sends batches on it.
 func (t *transport) runPeer(nodeID uint64, q chan outMsg) {
 	defer t.wg.Done()
@@ -189,6 +212,7 @@ func (t *transport) runPeer(nodeID uint64, q chan outMsg) {
 		}
 		t.n.logger.Debug("raft stream to peer failed", "peer", nodeID, "error", err)
 		t.dropQueued(q)
+		t.n.onPeerDown(nodeID)
 		select {
 		case <-time.After(backoff):
 		case <-t.ctx.Done():
@@ -384,7 +408,11 @@ func (s *raftServer) step(rm *pb.RaftMessage) error {
 	if r == nil {
 		return fmt.Errorf("node %d has no replica of range %d", s.n.id, rm.RangeId)
 	}
-	if err := r.Step(m); err != nil {
+	step := r.Step
+	if rm.Quiesce {
+		step = r.StepQuiesce
+	}
+	if err := step(m); err != nil {
 		return err
 	}
 	s.n.sched.enqueue(rm.RangeId, flagReady)

@@ -170,8 +170,29 @@ func (d *decider) wantVoters(e *Entry) int {
 	return d.cfg.ReplicationFactor
 }
 
+func voters(e *Entry) int {
+	n := 0
+	for _, r := range e.Desc.Replicas {
+		if r.Type == pb.ReplicaDescriptor_VOTER {
+			n++
+		}
+	}
+	return n
+}
+
 func (d *decider) repair() {
 	for _, e := range d.ranges {
+		if !d.eligible(e) {
+			continue
+		}
+		// A learner outside any change in flight is left over from a move
+		// that failed half way: remove it, and the move is decided again.
+		for _, r := range e.Desc.Replicas {
+			if r.Type == pb.ReplicaDescriptor_LEARNER {
+				d.add(Action{Kind: Move, RangeID: e.Desc.RangeId, From: r.NodeId, Reason: "leftover learner"})
+				break
+			}
+		}
 		if !d.eligible(e) {
 			continue
 		}
@@ -186,7 +207,7 @@ func (d *decider) repair() {
 			}
 			if to := d.target(e); to != 0 {
 				d.add(Action{Kind: Move, RangeID: e.Desc.RangeId, From: r.NodeId, To: to, Reason: reason})
-			} else if len(e.Desc.Replicas) > d.wantVoters(e) {
+			} else if voters(e) > d.wantVoters(e) {
 				// Nowhere to move it, and the range has more replicas than it
 				// needs (the system range on a shrinking cluster): drop it.
 				d.add(Action{Kind: Move, RangeID: e.Desc.RangeId, From: r.NodeId, Reason: reason + ", range over-replicated"})
@@ -196,7 +217,7 @@ func (d *decider) repair() {
 		if d.busy[e.Desc.RangeId] || !d.eligible(e) {
 			continue
 		}
-		if len(e.Desc.Replicas) < d.wantVoters(e) {
+		if voters(e) < d.wantVoters(e) {
 			if to := d.target(e); to != 0 {
 				d.add(Action{Kind: Move, RangeID: e.Desc.RangeId, To: to, Reason: "under-replicated"})
 			}
@@ -267,24 +288,18 @@ func (d *decider) balanceLeaders() {
 		mean := float64(total) / float64(len(d.usable))
 		order := append([]uint64(nil), d.usable...)
 		sort.SliceStable(order, func(i, j int) bool { return d.leaders[order[i]] > d.leaders[order[j]] })
-		hi := order[0]
-		if float64(d.leaders[hi]) <= mean+band(mean) && float64(d.leaders[order[len(order)-1]]) >= mean-band(mean) {
+		if float64(d.leaders[order[0]]) <= mean+band(mean) && float64(d.leaders[order[len(order)-1]]) >= mean-band(mean) {
 			return
 		}
+		// Take a leadership from the node with the most that can give one
+		// to a replica holder with fewer (the top node may hold no range
+		// that the bottom ones share).
 		moved := false
-		// Move one of hi's leaderships to the replica holder with fewest.
-		for _, e := range d.ranges {
-			if !d.eligible(e) || e.LeaderNodeID != hi {
-				continue
+		for _, hi := range order {
+			if float64(d.leaders[hi]) <= mean {
+				break
 			}
-			best, bestCount := uint64(0), d.leaders[hi]-1
-			for _, r := range e.Desc.Replicas {
-				if n, ok := d.nodes[r.NodeId]; ok && n.usable() && r.Type == pb.ReplicaDescriptor_VOTER && r.NodeId != hi && d.leaders[r.NodeId] < bestCount {
-					best, bestCount = r.NodeId, d.leaders[r.NodeId]
-				}
-			}
-			if best != 0 {
-				d.add(Action{Kind: TransferLeader, RangeID: e.Desc.RangeId, From: hi, To: best, Reason: "balance leaders"})
+			if d.transferFrom(hi) {
 				moved = true
 				break
 			}
@@ -293,4 +308,25 @@ func (d *decider) balanceLeaders() {
 			return
 		}
 	}
+}
+
+// transferFrom moves one of hi's leaderships to the usable voter of that
+// range with the fewest leaders, if that helps.
+func (d *decider) transferFrom(hi uint64) bool {
+	for _, e := range d.ranges {
+		if !d.eligible(e) || e.LeaderNodeID != hi {
+			continue
+		}
+		best, bestCount := uint64(0), d.leaders[hi]-1
+		for _, r := range e.Desc.Replicas {
+			if n, ok := d.nodes[r.NodeId]; ok && n.usable() && r.Type == pb.ReplicaDescriptor_VOTER && r.NodeId != hi && d.leaders[r.NodeId] < bestCount {
+				best, bestCount = r.NodeId, d.leaders[r.NodeId]
+			}
+		}
+		if best != 0 {
+			d.add(Action{Kind: TransferLeader, RangeID: e.Desc.RangeId, From: hi, To: best, Reason: "balance leaders"})
+			return true
+		}
+	}
+	return false
 }

@@ -112,6 +112,19 @@ func (d *Directory) Lookup(key []byte) *Entry {
 	return found
 }
 
+// SetLeader records a new leader for a range (after a transfer). Entries
+// are never changed in place: callers read them without locks.
+func (d *Directory) SetLeader(rangeID, leader uint64) {
+	old := d.byID[rangeID]
+	if old == nil {
+		return
+	}
+	e := *old
+	e.LeaderNodeID = leader
+	d.tree.ReplaceOrInsert(&e)
+	d.byID[rangeID] = &e
+}
+
 // Range returns the entry of a range, or nil.
 func (d *Directory) Range(id uint64) *Entry { return d.byID[id] }
 
@@ -144,6 +157,9 @@ func (d *Directory) Check(complete bool) error {
 		prev = e
 		return err == nil
 	})
+	if err == nil && complete && prev == nil {
+		err = fmt.Errorf("the directory is empty")
+	}
 	if err == nil && complete && prev != nil && len(prev.Desc.EndKey) != 0 {
 		err = fmt.Errorf("last range %d ends at %q, not at the end", prev.Desc.RangeId, prev.Desc.EndKey)
 	}

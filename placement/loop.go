@@ -73,7 +73,8 @@ func (s *Service) Step(ctx context.Context) error {
 	return nil
 }
 
-// finishDecommissions marks leaving nodes that hold no replica any more.
+// finishDecommissions marks leaving nodes that hold no replica any more and
+// are not the target of an action in flight.
 func (s *Service) finishDecommissions(ctx context.Context, nodes map[uint64]*pb.NodeRecord, entries []*Entry) {
 	held := map[uint64]bool{}
 	for _, e := range entries {
@@ -81,22 +82,35 @@ func (s *Service) finishDecommissions(ctx context.Context, nodes map[uint64]*pb.
 			held[r.NodeId] = true
 		}
 	}
+	s.mu.Lock()
+	for _, a := range s.mu.inFlight {
+		held[a.To] = true
+		held[a.From] = true
+	}
+	s.mu.Unlock()
 	for _, n := range nodes {
-		if n.State == pb.NodeRecord_DECOMMISSIONING && !held[n.NodeId] {
-			next := proto.Clone(n).(*pb.NodeRecord)
-			next.State = pb.NodeRecord_DECOMMISSIONED
-			if err := s.putNode(ctx, next); err != nil {
-				s.cfg.Logger.Warn("mark node decommissioned", "node_id", n.NodeId, "error", err)
-				continue
-			}
-			s.cfg.Logger.Info("node decommissioned", "node_id", n.NodeId)
+		if n.State != pb.NodeRecord_DECOMMISSIONING || held[n.NodeId] {
+			continue
 		}
+		_, err := s.updateNode(ctx, n.NodeId, func(cur *pb.NodeRecord) *pb.NodeRecord {
+			if cur == nil || cur.State != pb.NodeRecord_DECOMMISSIONING {
+				return nil
+			}
+			next := proto.Clone(cur).(*pb.NodeRecord)
+			next.State = pb.NodeRecord_DECOMMISSIONED
+			return next
+		})
+		if err != nil {
+			s.cfg.Logger.Warn("mark node decommissioned", "node_id", n.NodeId, "error", err)
+			continue
+		}
+		s.cfg.Logger.Info("node decommissioned", "node_id", n.NodeId)
 	}
 }
 
 func (s *Service) start(ctx context.Context, a Action) {
 	s.mu.Lock()
-	s.mu.inFlight[a.RangeID] = true
+	s.mu.inFlight[a.RangeID] = a
 	s.mu.Unlock()
 	s.cfg.Logger.Info("placement action", "action", a.Kind.String(), "range", a.RangeID, "from", a.From, "to", a.To, "reason", a.Reason)
 	go func() {
@@ -112,9 +126,7 @@ func (s *Service) start(ctx context.Context, a Action) {
 		case TransferLeader:
 			if err = s.cfg.Actuator.TransferLeader(actx, a.RangeID, a.To); err == nil {
 				s.mu.Lock()
-				if e := s.mu.dir.Range(a.RangeID); e != nil {
-					e.LeaderNodeID = a.To
-				}
+				s.mu.dir.SetLeader(a.RangeID, a.To)
 				s.mu.Unlock()
 			}
 		case Split:
@@ -128,9 +140,16 @@ func (s *Service) start(ctx context.Context, a Action) {
 			now := s.cfg.Clock.Now()
 			s.mu.Lock()
 			for _, d := range descs {
-				if d != nil {
-					s.mu.dir.Update(&pb.RangeReport{Descriptor_: d, IsLeader: true}, now)
+				if d == nil {
+					continue
 				}
+				// Keep the leader we knew if it is still a member; a split's
+				// right-hand range is led, at first, by the left's leader.
+				var leader uint64
+				if e := s.mu.dir.Range(a.RangeID); e != nil && hasReplicaOn(&Entry{Desc: d}, e.LeaderNodeID) {
+					leader = e.LeaderNodeID
+				}
+				s.mu.dir.Update(&pb.RangeReport{Descriptor_: d, IsLeader: true, LeaderNodeId: leader}, now)
 			}
 			s.mu.Unlock()
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strconv"
 	"sync"
@@ -80,7 +81,7 @@ type Service struct {
 		dir       *Directory
 		lastSeen  map[uint64]time.Time
 		nodes     map[uint64]*pb.NodeRecord // cache of the durable registry
-		inFlight  map[uint64]bool
+		inFlight  map[uint64]Action         // by range
 		leadSince time.Time
 		leading   bool
 	}
@@ -96,61 +97,110 @@ func NewService(cfg Config) *Service {
 	return s
 }
 
+// resetLocked drops the soft state. Actions in flight are kept: their
+// goroutines still run, and deciding them again would double them.
 func (s *Service) resetLocked() {
 	s.mu.dir = NewDirectory()
 	s.mu.lastSeen = map[uint64]time.Time{}
 	s.mu.nodes = nil
-	s.mu.inFlight = map[uint64]bool{}
+	if s.mu.inFlight == nil {
+		s.mu.inFlight = map[uint64]Action{}
+	}
 }
 
-// nodes loads the registry (once per leadership).
+// nodes returns a copy of the registry, loading it from the store the first
+// time (and again after reload).
 func (s *Service) nodes(ctx context.Context) (map[uint64]*pb.NodeRecord, error) {
 	s.mu.Lock()
 	cached := s.mu.nodes
 	s.mu.Unlock()
-	if cached != nil {
-		return cached, nil
+	if cached == nil {
+		if err := s.reload(ctx); err != nil {
+			return nil, err
+		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.mu.nodes), nil
+}
+
+// reload reads the registry from the store: the cache may be stale if
+// another placement leader changed it meanwhile.
+func (s *Service) reload(ctx context.Context) error {
 	_, values, err := s.cfg.Store.Scan(ctx, nodeKeyPrefix)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	out := map[uint64]*pb.NodeRecord{}
 	for _, v := range values {
 		rec := &pb.NodeRecord{}
 		if err := proto.Unmarshal(v, rec); err != nil {
-			return nil, fmt.Errorf("decode node record: %w", err)
+			return fmt.Errorf("decode node record: %w", err)
 		}
 		out[rec.NodeId] = rec
 	}
 	s.mu.Lock()
 	s.mu.nodes = out
 	s.mu.Unlock()
-	return out, nil
+	return nil
 }
 
-// putNode writes a node record (read-modify-write by CAS).
-func (s *Service) putNode(ctx context.Context, rec *pb.NodeRecord) error {
-	data, err := proto.Marshal(rec)
+// knownNode reports whether id is registered, reloading the registry once
+// on a miss.
+func (s *Service) knownNode(ctx context.Context, id uint64) (*pb.NodeRecord, error) {
+	nodes, err := s.nodes(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	if rec, ok := nodes[id]; ok {
+		return rec, nil
+	}
+	if err := s.reload(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec, ok := s.mu.nodes[id]; ok {
+		return rec, nil
+	}
+	return nil, fmt.Errorf("%w: %d", ErrUnknownNode, id)
+}
+
+// updateNode read-modify-writes a node record by compare-and-set: mutate
+// gets the stored record (nil if absent) and returns the one to store, or
+// nil to leave it alone.
+func (s *Service) updateNode(ctx context.Context, id uint64, mutate func(*pb.NodeRecord) *pb.NodeRecord) (*pb.NodeRecord, error) {
 	for {
-		_, rev, _, err := s.cfg.Store.Get(ctx, NodeKey(rec.NodeId))
+		v, rev, found, err := s.cfg.Store.Get(ctx, NodeKey(id))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		ok, err := s.cfg.Store.CompareAndSet(ctx, NodeKey(rec.NodeId), data, rev)
+		var cur *pb.NodeRecord
+		if found {
+			cur = &pb.NodeRecord{}
+			if err := proto.Unmarshal(v, cur); err != nil {
+				return nil, fmt.Errorf("decode node record: %w", err)
+			}
+		}
+		next := mutate(cur)
+		if next == nil {
+			return cur, nil
+		}
+		data, err := proto.Marshal(next)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		ok, err := s.cfg.Store.CompareAndSet(ctx, NodeKey(id), data, rev)
+		if err != nil {
+			return nil, err
 		}
 		if ok {
 			s.mu.Lock()
 			if s.mu.nodes != nil {
-				s.mu.nodes[rec.NodeId] = rec
+				s.mu.nodes[id] = next
 			}
 			s.mu.Unlock()
-			return nil
+			return next, nil
 		}
 	}
 }
@@ -197,7 +247,7 @@ func (s *Service) Join(ctx context.Context, addr string) (uint64, []*pb.NodeAddr
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.putNode(ctx, &pb.NodeRecord{NodeId: id, Addr: addr}); err != nil {
+	if _, err := s.updateNode(ctx, id, func(*pb.NodeRecord) *pb.NodeRecord { return &pb.NodeRecord{NodeId: id, Addr: addr} }); err != nil {
 		return 0, nil, err
 	}
 	s.mu.Lock()
@@ -209,24 +259,22 @@ func (s *Service) Join(ctx context.Context, addr string) (uint64, []*pb.NodeAddr
 
 // Leave starts decommissioning a node.
 func (s *Service) Leave(ctx context.Context, id uint64) (*pb.NodeRecord, error) {
-	nodes, err := s.nodes(ctx)
+	if _, err := s.knownNode(ctx, id); err != nil {
+		return nil, err
+	}
+	rec, err := s.updateNode(ctx, id, func(cur *pb.NodeRecord) *pb.NodeRecord {
+		if cur == nil || cur.State != pb.NodeRecord_ACTIVE {
+			return nil
+		}
+		next := proto.Clone(cur).(*pb.NodeRecord)
+		next.State = pb.NodeRecord_DECOMMISSIONING
+		return next
+	})
 	if err != nil {
 		return nil, err
 	}
-	rec, ok := nodes[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownNode, id)
-	}
-	if rec.State != pb.NodeRecord_ACTIVE {
-		return rec, nil
-	}
-	next := proto.Clone(rec).(*pb.NodeRecord)
-	next.State = pb.NodeRecord_DECOMMISSIONING
-	if err := s.putNode(ctx, next); err != nil {
-		return nil, err
-	}
 	s.cfg.Logger.Info("node leaving", "leaving", id)
-	return next, nil
+	return rec, nil
 }
 
 // addresses lists the known nodes' addresses.
@@ -245,12 +293,8 @@ func (s *Service) addresses() []*pb.NodeAddress {
 
 // Heartbeat records a node's liveness and range reports.
 func (s *Service) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
-	nodes, err := s.nodes(ctx)
-	if err != nil {
+	if _, err := s.knownNode(ctx, req.NodeId); err != nil {
 		return nil, err
-	}
-	if _, ok := nodes[req.NodeId]; !ok {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownNode, req.NodeId)
 	}
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()

@@ -30,6 +30,9 @@ type Config struct {
 	// OnRemoved is called after this replica applied a configuration change
 	// that removed it from its range; the node destroys it.
 	OnRemoved func(rangeID, replicaID uint64)
+	// OnQuiesce is called (with the replica's lock held: it must not call
+	// back into the replica) when the replica quiesces or wakes.
+	OnQuiesce func(quiesced bool)
 	// ElectionTicks is the number of ticks without a leader before an
 	// election (default 10). HeartbeatTicks defaults to 1.
 	ElectionTicks  int
@@ -61,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Notify == nil {
 		c.Notify = func() {}
+	}
+	if c.OnQuiesce == nil {
+		c.OnQuiesce = func(bool) {}
 	}
 	if c.OnRemoved == nil {
 		c.OnRemoved = func(rangeID, replicaID uint64) {}
@@ -96,6 +102,9 @@ type Replica struct {
 		// the snapshot back in a Ready (or a newer one supersedes it).
 		incoming map[uint64]*incomingSnapshot
 		closed   bool
+		// quiesced replicas do not tick; see quiesce.go.
+		quiesced  bool
+		idleTicks int
 	}
 }
 
@@ -186,21 +195,15 @@ func (r *Replica) Initialized() bool { return r.storage.Applied().Index > 0 }
 // Writes returns the number of write commands this replica has applied.
 func (r *Replica) Writes() uint64 { return r.writes.Load() }
 
-// Tick advances the replica's logical clock by one tick.
-func (r *Replica) Tick() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.mu.closed {
-		r.mu.rn.Tick()
-	}
-}
-
 // Step hands a message from another replica to Raft.
 func (r *Replica) Step(m raftpb.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
 		return ErrRemoved
+	}
+	if wakesReplica(m) {
+		r.setQuiescedLocked(false)
 	}
 	err := r.mu.rn.Step(m)
 	if err == raft.ErrStepPeerNotFound || err == raft.ErrStepLocalMsg {
@@ -239,6 +242,7 @@ func (r *Replica) Campaign() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.mu.closed {
+		r.setQuiescedLocked(false)
 		_ = r.mu.rn.Campaign()
 	}
 }

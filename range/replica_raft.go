@@ -45,6 +45,7 @@ func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, err
 		r.mu.Unlock()
 		return Result{}, err
 	}
+	r.setQuiescedLocked(false)
 	r.mu.proposals[cmd.ProposalId] = ch
 	if err := r.mu.rn.Propose(data); err != nil {
 		delete(r.mu.proposals, cmd.ProposalId)
@@ -84,6 +85,7 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 		r.mu.Unlock()
 		return err
 	}
+	r.setQuiescedLocked(false)
 	r.mu.reads[string(id)] = ch
 	r.mu.rn.ReadIndex(id)
 	r.mu.Unlock()

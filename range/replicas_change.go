@@ -39,6 +39,7 @@ func (r *Replica) ChangeReplicas(ctx context.Context, cc raftpb.ConfChangeV2, ne
 		r.mu.Unlock()
 		return nil, err
 	}
+	r.setQuiescedLocked(false)
 	r.mu.proposals[id] = ch
 	if err := r.mu.rn.ProposeConfChange(cc); err != nil {
 		delete(r.mu.proposals, id)
@@ -127,6 +128,7 @@ func (r *Replica) TransferLeader(replicaID uint64) error {
 	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
 		return r.notLeaderLocked()
 	}
+	r.setQuiescedLocked(false)
 	r.mu.rn.TransferLeader(replicaID)
 	r.cfg.Notify()
 	return nil

@@ -128,6 +128,7 @@ func (r *Replica) ReceiveSnapshot(m raftpb.Message, kvs []*pb.EngineKV) error {
 	}
 	index := m.Snapshot.Metadata.Index
 	r.mu.incoming[index] = &incomingSnapshot{index: index, data: data, kvs: kvs}
+	r.setQuiescedLocked(false)
 	err := r.mu.rn.Step(m)
 	r.mu.Unlock()
 	r.cfg.Notify()

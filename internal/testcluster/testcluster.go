@@ -34,6 +34,9 @@ type Options struct {
 	// 5m; tests of repair shorten the latter).
 	HeartbeatInterval time.Duration
 	DeadTimeout       time.Duration
+	// ManualPlacement stops placement from moving anything (for tests that
+	// move replicas by hand).
+	ManualPlacement bool
 }
 
 // Cluster is a set of in-process nodes.
@@ -96,6 +99,7 @@ func (c *Cluster) startNode(id uint64, lis net.Listener, joinAddr string) {
 		JoinAddr:             joinAddr,
 		HeartbeatInterval:    c.opts.HeartbeatInterval,
 		DeadTimeout:          c.opts.DeadTimeout,
+		ManualPlacement:      c.opts.ManualPlacement,
 		InitialRanges:        c.opts.InitialRanges,
 		TickInterval:         c.opts.TickInterval,
 		LogTruncateThreshold: c.opts.LogTruncateThreshold,
@@ -143,15 +147,23 @@ func (c *Cluster) Restart(id uint64) {
 	c.startNode(id, lis, joinAddr)
 }
 
-// Join starts a new node that joins the cluster through node 1 (placement
-// gives it its ID) and returns its ID.
+// Join starts a new node that joins the cluster through the running node
+// with the lowest ID (placement gives it its ID) and returns its ID.
 func (c *Cluster) Join(ctx context.Context) uint64 {
 	c.t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	joinAddr := c.Addr(1)
+	var joinAddr string
+	var lowest uint64
+	c.mu.Lock()
+	for id := range c.nodes {
+		if lowest == 0 || id < lowest {
+			lowest, joinAddr = id, c.peers[id]
+		}
+	}
+	c.mu.Unlock()
 	id, peers, err := node.JoinCluster(ctx, joinAddr, lis.Addr().String(), nil)
 	if err != nil {
 		c.t.Fatal(err)

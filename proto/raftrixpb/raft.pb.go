@@ -85,7 +85,10 @@ type RaftMessage struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
 	// message is a go.etcd.io/raft/v3/raftpb.Message in its wire encoding.
-	Message       []byte `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Message []byte `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// quiesce marks a leader's last heartbeat before its range goes idle: the
+	// follower stops ticking too if it is caught up.
+	Quiesce       bool `protobuf:"varint,3,opt,name=quiesce,proto3" json:"quiesce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -132,6 +135,13 @@ func (x *RaftMessage) GetMessage() []byte {
 		return x.Message
 	}
 	return nil
+}
+
+func (x *RaftMessage) GetQuiesce() bool {
+	if x != nil {
+		return x.Quiesce
+	}
+	return false
 }
 
 // RaftMessageAck reports problems with delivered messages back to the sender
@@ -440,10 +450,11 @@ const file_raftrix_v1_raft_proto_rawDesc = "" +
 	"\x10RaftMessageBatch\x12\x1b\n" +
 	"\tfrom_node\x18\x01 \x01(\x04R\bfromNode\x12\x17\n" +
 	"\ato_node\x18\x02 \x01(\x04R\x06toNode\x123\n" +
-	"\bmessages\x18\x03 \x03(\v2\x17.raftrix.v1.RaftMessageR\bmessages\"B\n" +
+	"\bmessages\x18\x03 \x03(\v2\x17.raftrix.v1.RaftMessageR\bmessages\"\\\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\fR\amessage\"A\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\x12\x18\n" +
+	"\aquiesce\x18\x03 \x01(\bR\aquiesce\"A\n" +
 	"\x0eRaftMessageAck\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"\x81\x01\n" +
