@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/raftrix/raftrixdb/node"
@@ -25,6 +24,7 @@ type clientFlags struct {
 	endpoints   []string
 	timeout     time.Duration
 	dialTimeout time.Duration
+	certsDir    string // client.crt/.key and ca.crt; "" for plaintext
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet) {
@@ -34,6 +34,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet) {
 		"bound on each request to the cluster, retries on other endpoints included")
 	fs.DurationVar(&f.dialTimeout, "dial-timeout", 2*time.Second,
 		"bound on connecting to one endpoint before trying the next")
+	fs.StringVar(&f.certsDir, "certs-dir", "", "connect with mutual TLS using ca.crt and client.crt/.key of this directory")
 }
 
 // maxMessage matches the server's gRPC message bound, so that a scan page of
@@ -49,6 +50,10 @@ func (f *clientFlags) dial() (*client, error) {
 	if f.timeout <= 0 || f.dialTimeout <= 0 {
 		return nil, usagef("--timeout and --dial-timeout must be positive")
 	}
+	tlsConfig, err := f.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	c := &client{flags: *f}
 	for _, addr := range f.endpoints {
 		addr = strings.TrimSpace(addr)
@@ -58,7 +63,7 @@ func (f *clientFlags) dial() (*client, error) {
 		}
 		ep := &endpoint{addr: addr}
 		conn, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(ep.credentials(tlsConfig)),
 			grpc.WithContextDialer(ep.dialContext),
 			// A CLI run is short: reconnect to a restarted node within it.
 			grpc.WithConnectParams(grpc.ConnectParams{

@@ -91,6 +91,7 @@ func runDemo(cmd *cobra.Command, f *demoFlags) error {
 			NodeID:        uint64(i),
 			DataDir:       filepath.Join(dir, fmt.Sprintf("n%d", i)),
 			ListenAddr:    peers[uint64(i)],
+			HTTPListener:  demoHTTPListener(f.basePort + i - 1),
 			Peers:         peers,
 			InitialRanges: f.ranges,
 			Logger:        logger,
@@ -108,7 +109,7 @@ func runDemo(cmd *cobra.Command, f *demoFlags) error {
 	if err != nil {
 		return err
 	}
-	printDemoHelp(cmd.OutOrStdout(), dir, keep, addrs, ranges)
+	printDemoHelp(cmd.OutOrStdout(), dir, keep, addrs, nodeHTTPAddrs(nodes), ranges)
 	<-ctx.Done()
 	stop()
 	fmt.Fprintln(cmd.OutOrStdout(), "Stopping the demo cluster...")
@@ -174,7 +175,7 @@ func allLed(ctx context.Context, c *client) (int, bool) {
 	return len(ids), len(ids) > 0
 }
 
-func printDemoHelp(w io.Writer, dir string, keep bool, addrs []string, ranges int) {
+func printDemoHelp(w io.Writer, dir string, keep bool, addrs, httpAddrs []string, ranges int) {
 	removed := "removed on exit"
 	if keep {
 		removed = "kept on exit"
@@ -182,8 +183,9 @@ func printDemoHelp(w io.Writer, dir string, keep bool, addrs []string, ranges in
 	all := strings.Join(addrs, ",")
 	fmt.Fprintf(w, "RaftrixDB demo: %d nodes, %d ranges, every range has a leader.\n", len(addrs), ranges)
 	fmt.Fprintf(w, "data: %s (%s)\n", dir, removed)
+	fmt.Fprintln(w, "INSECURE: the demo serves plaintext gRPC with no authentication (start --certs-dir enables mutual TLS)")
 	for i, a := range addrs {
-		fmt.Fprintf(w, "  node %d  %s\n", i+1, a)
+		fmt.Fprintf(w, "  node %d  %s  (metrics: http://%s/metrics)\n", i+1, a, httpAddrs[i])
 	}
 	fmt.Fprintf(w, `
 Try, from another terminal:

@@ -19,6 +19,8 @@ import (
 type startFlags struct {
 	id           uint64
 	listen       string
+	httpAddr     string
+	security     securityFlags
 	dataDir      string
 	peers        string
 	ranges       int
@@ -39,8 +41,9 @@ func newStartCmd() *cobra.Command {
 --peers lists every node of the cluster, this one included. On its first
 start (an empty --data-dir) each of the three lowest node IDs creates the
 initial ranges, with replicas on those three nodes; --ranges and --split-keys
-only matter then. Logs go to stderr.`,
-		Example: `  raftrix start --id 1 --listen 127.0.0.1:7001 --data-dir /tmp/n1 \
+only matter then. Exactly one of --certs-dir (mutual TLS on the client and
+peer planes) and --insecure (plaintext) is required. Logs go to stderr.`,
+		Example: `  raftrix start --id 1 --listen 127.0.0.1:7001 --data-dir /tmp/n1 --certs-dir certs \
     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error { return runStart(cmd, &f) }),
@@ -49,6 +52,9 @@ only matter then. Logs go to stderr.`,
 	fs := cmd.Flags()
 	fs.Uint64Var(&f.id, "id", 0, "this node's ID; must appear in --peers")
 	fs.StringVar(&f.listen, "listen", "", "gRPC listen address (default: this node's address in --peers)")
+	fs.StringVar(&f.httpAddr, "http-addr", "", `HTTP address of /metrics, /healthz, /readyz and /debug/pprof/, "off" for none
+(default: 127.0.0.1 and the gRPC port + 1000, e.g. 127.0.0.1:8001 for :7001)`)
+	f.security.register(fs)
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the node's storage engine")
 	fs.StringVar(&f.peers, "peers", "", "every node of the cluster as ID=HOST:PORT, comma-separated")
 	fs.IntVar(&f.ranges, "ranges", 64, "number of initial ranges, splitting the key space evenly")
@@ -86,6 +92,10 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 	if _, _, err := net.SplitHostPort(listen); err != nil {
 		return node.Config{}, usagef("invalid --listen %q: %v", listen, err)
 	}
+	httpAddr, err := defaultHTTPAddr(f.httpAddr, listen)
+	if err != nil {
+		return node.Config{}, err
+	}
 	if f.dataDir == "" {
 		return node.Config{}, usagef("--data-dir must not be empty")
 	}
@@ -113,6 +123,7 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 		NodeID:        f.id,
 		DataDir:       f.dataDir,
 		ListenAddr:    listen,
+		HTTPAddr:      httpAddr,
 		Peers:         peers,
 		InitialRanges: f.ranges,
 		SplitKeys:     splitKeys,
@@ -134,6 +145,10 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	log := logger.With("node", cfg.NodeID)
 	cfg.Logger = logger
 	cfg.Registry = prometheus.NewRegistry()
+	if cfg.TLS, err = f.security.nodeTLS(cfg.NodeID); err != nil {
+		return err
+	}
+	f.security.warnIfInsecure(log)
 	ctx, stop := shutdownContext(cmd.Context())
 	defer stop()
 	log.Info("starting node", "listen", cfg.ListenAddr, "data_dir", cfg.DataDir, "peers", f.peers)

@@ -27,11 +27,23 @@ const (
 	ClientKeyFile  = "client.key"
 )
 
-// NodeCertFile and NodeKeyFile name node id's certificate and key.
-func NodeCertFile(id uint64) string { return "node." + strconv.FormatUint(id, 10) + ".crt" }
+// NodeCertFile names node id's certificate, node.<id>.crt; id 0 names the
+// certificate for any node, node.crt.
+func NodeCertFile(id uint64) string { return nodeFileBase(id) + ".crt" }
 
 // NodeKeyFile names node id's key; see NodeCertFile.
-func NodeKeyFile(id uint64) string { return "node." + strconv.FormatUint(id, 10) + ".key" }
+func NodeKeyFile(id uint64) string { return nodeFileBase(id) + ".key" }
+
+func nodeFileBase(id uint64) string {
+	if id == 0 {
+		return "node"
+	}
+	return "node." + strconv.FormatUint(id, 10)
+}
+
+// nodeCommonName is the Subject CN of node id's certificate: node.<id>, or
+// "node" for a certificate any node may use.
+func nodeCommonName(id uint64) string { return nodeFileBase(id) }
 
 // Default lifetimes of created certificates.
 const (
@@ -74,12 +86,11 @@ func CreateCA(dir string, lifetime time.Duration) error {
 }
 
 // CreateNode creates node id's certificate and key in dir, signed by the CA
-// in dir. hosts are the IP addresses and DNS names that peers and clients
-// use to reach the node; every one goes into the subject alternative names.
+// in dir; id 0 creates node.crt, which any node may use (one that joins a
+// cluster learns its ID only then). hosts are the IP addresses and DNS names
+// that peers and clients use to reach the node; every one goes into the
+// subject alternative names.
 func CreateNode(dir string, id uint64, hosts []string, lifetime time.Duration) error {
-	if id == 0 {
-		return fmt.Errorf("node ID must be positive")
-	}
 	var ips []net.IP
 	var dns []string
 	for _, h := range hosts {
@@ -98,7 +109,7 @@ func CreateNode(dir string, id uint64, hosts []string, lifetime time.Duration) e
 	subject := pkix.Name{
 		Organization:       []string{organization},
 		OrganizationalUnit: []string{RoleNode.String()},
-		CommonName:         fmt.Sprintf("node.%d", id),
+		CommonName:         nodeCommonName(id),
 	}
 	return createSigned(dir, NodeCertFile(id), NodeKeyFile(id), subject, lifetime, func(t *x509.Certificate) {
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}

@@ -6,6 +6,8 @@
 //	ca.crt             the cluster CA certificate (may hold several CAs, for rotation)
 //	ca.key             the CA key; needed only to create certificates, keep it off the nodes
 //	node.<ID>.crt/key  node ID's certificate: server and client, Subject OU=node, CN=node.<ID>
+//	node.crt/key       a certificate for any node (CN=node), used by a node without
+//	                   a node.<ID> pair, e.g. one that joins and learns its ID then
 //	client.crt/key     a client's certificate: client only, Subject OU=client, CN=<name>
 //
 // Keys are ECDSA P-256 in PKCS #8 PEM files of mode 0600. A node presents
@@ -14,8 +16,9 @@
 //
 // Identity is the certificate's Subject OU, once the chain has been
 // verified against the cluster CA: "node" for nodes, "client" for clients
-// (IdentityOf). The node's gRPC layer lets only nodes use the Raft and
-// Internal services; nodes and clients may use KV and Admin.
+// (IdentityOf). The node's gRPC layer (node/tls.go) lets only nodes use the
+// peer plane (Raft, Internal, Placement's JoinCluster and Heartbeat); nodes
+// and clients may use KV, Admin and the rest of Placement.
 //
 // Usage:
 //

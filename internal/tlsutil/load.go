@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -98,20 +99,31 @@ type NodeTLS struct {
 	Identity Identity
 }
 
-// LoadNode loads node id's certificate from dir and checks, before anything
-// is served, that it is a node certificate for id from the CA in ca.crt.
+// LoadNode loads node id's certificate from dir: node.<id>.crt if it
+// exists, else node.crt, the certificate for any node (id 0 asks for that
+// one: a node about to join a cluster has no ID yet). It checks, before
+// anything is served, that it is a node certificate from the CA in ca.crt,
+// and that node.<id>.crt is node id's.
 func LoadNode(dir string, id uint64) (*NodeTLS, error) {
 	pool, err := loadPool(dir)
 	if err != nil {
 		return nil, err
 	}
-	cert, ident, err := loadPair(dir, NodeCertFile(id), NodeKeyFile(id), pool, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	certID := id
+	if id != 0 {
+		if _, err := os.Stat(filepath.Join(dir, NodeCertFile(id))); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(dir, NodeCertFile(0))); err == nil {
+				certID = 0
+			}
+		}
+	}
+	cert, ident, err := loadPair(dir, NodeCertFile(certID), NodeKeyFile(certID), pool, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return nil, err
 	}
-	if ident.Role != RoleNode || ident.NodeID() != id {
-		return nil, fmt.Errorf("%s is for %s, not node %d (create it with 'raftrix cert create-node --node-id %d')",
-			NodeCertFile(id), ident, id, id)
+	if ident.Role != RoleNode || ident.NodeID() != certID {
+		return nil, fmt.Errorf("%s is for %s, not %s (create it with 'raftrix cert create-node')",
+			NodeCertFile(certID), ident, nodeCommonName(certID))
 	}
 	return &NodeTLS{
 		Server: &tls.Config{

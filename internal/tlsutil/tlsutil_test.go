@@ -115,9 +115,6 @@ func TestCreateNeedsCAAndArguments(t *testing.T) {
 	if err := CreateNode(dir, 2, []string{" ", ""}, time.Hour); err == nil || !strings.Contains(err.Error(), "at least one host") {
 		t.Errorf("node without hosts: %v", err)
 	}
-	if err := CreateNode(dir, 0, []string{"localhost"}, time.Hour); err == nil {
-		t.Error("node 0 accepted")
-	}
 	if err := CreateClient(dir+"/x", "", time.Hour); err == nil {
 		t.Error("client without a name accepted")
 	}
@@ -150,7 +147,7 @@ func TestLoadRefusesForeignOrMisnamedCertificates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := LoadNode(dir, 2); err == nil || !strings.Contains(err.Error(), `is for node "node.3", not node 2`) {
+	if _, err := LoadNode(dir, 2); err == nil || !strings.Contains(err.Error(), `node.2.crt is for node "node.3", not node.2`) {
 		t.Errorf("node 3's cert as node 2: %v", err)
 	}
 
@@ -223,5 +220,42 @@ func TestHandshakeRoles(t *testing.T) {
 	wrong.ServerName = "node9"
 	if _, _, cerr = handshake(nodeTLS.Server, wrong); cerr == nil || !strings.Contains(cerr.Error(), "node9") {
 		t.Errorf("a node accepted a certificate not for the host it dialed: %v", cerr)
+	}
+}
+
+// TestGenericNodeCertificate: node.crt serves any node that has no
+// node.<ID>.crt of its own, and a node about to join (ID 0).
+func TestGenericNodeCertificate(t *testing.T) {
+	dir := newCluster(t)
+	if err := CreateNode(dir, 0, []string{"localhost"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node.crt")); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uint64{0, 7} {
+		nt, err := LoadNode(dir, id)
+		if err != nil {
+			t.Fatalf("LoadNode(%d): %v", id, err)
+		}
+		if nt.Identity != (Identity{Role: RoleNode, Name: "node"}) || nt.Identity.NodeID() != 0 {
+			t.Errorf("LoadNode(%d) identity %v", id, nt.Identity)
+		}
+	}
+	// Node 1 has its own certificate, and keeps it.
+	if nt, err := LoadNode(dir, 1); err != nil || nt.Identity.Name != "node.1" {
+		t.Errorf("LoadNode(1): %v, %v", nt, err)
+	}
+	// node.crt holding node 1's certificate is refused.
+	for _, ext := range []string{".crt", ".key"} {
+		data, _ := os.ReadFile(filepath.Join(dir, "node.1"+ext))
+		os.WriteFile(filepath.Join(dir, "node"+ext), data, 0o600)
+	}
+	if _, err := LoadNode(dir, 7); err == nil || !strings.Contains(err.Error(), `node.crt is for node "node.1", not node`) {
+		t.Errorf("node 1's certificate as node.crt: %v", err)
+	}
+	// Neither file.
+	if _, err := LoadNode(newCluster(t), 5); err == nil || !strings.Contains(err.Error(), "node.5.crt") {
+		t.Errorf("no certificate for node 5: %v", err)
 	}
 }
