@@ -23,7 +23,7 @@ import (
 // snapshot never delays heartbeats.
 
 const (
-	peerQueueSize        = 4096
+	peerQueueSize        = 16384
 	maxMessagesPerBatch  = 512
 	snapshotChunkBytes   = 1 << 20
 	maxSnapshotsInFlight = 4

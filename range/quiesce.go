@@ -57,13 +57,16 @@ func (r *Replica) Tick() (quiesce []raftpb.Message) {
 	if r.mu.closed || r.mu.quiesced {
 		return nil
 	}
-	r.mu.rn.Tick()
+	// Decide before ticking: a leader's tick produces heartbeats, which
+	// would make it look busy.
 	if !r.canQuiesceLocked() {
 		r.mu.idleTicks = 0
+		r.mu.rn.Tick()
 		return nil
 	}
 	r.mu.idleTicks++
 	if r.mu.idleTicks < quiesceAfterTicks {
+		r.mu.rn.Tick()
 		return nil
 	}
 	st := r.mu.rn.Status()

@@ -21,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 for id in 1 2 3; do
 	"$BIN" start --id $id --data-dir "$DIR/n$id" --peers $PEERS --ranges "$RANGES" --insecure \
-		--http-addr off --log-level warn 2>"$DIR/n$id.log" &
+		--http-addr 127.0.0.1:1800$id --log-level warn 2>"$DIR/n$id.log" &
 	PID[$id]=$!
 done
 
@@ -42,12 +42,13 @@ for id in 1 2 3; do T0[$id]=$(ticks "${PID[$id]}"); done
 sleep "$MEASURE"
 echo
 echo "idle, $RANGES ranges, measured over ${MEASURE}s:"
-printf "%-6s %-12s %-10s\n" NODE "CPU(%core)" "RSS(MiB)"
+printf "%-6s %-12s %-10s %-8s\n" NODE "CPU(%core)" "RSS(MiB)" TICKING
 for id in 1 2 3; do
 	t1=$(ticks "${PID[$id]}")
 	cpu=$(echo "scale=2; ($t1 - ${T0[$id]}) * 100 / $hz / $MEASURE" | bc)
 	rss=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/${PID[$id]}/status")
-	printf "%-6s %-12s %-10s\n" "$id" "$cpu" "$rss"
+	ticking=$(curl -s "http://127.0.0.1:1800$id/metrics" 2>/dev/null | awk '/^raftrix_ranges_ticking/ {print $2}')
+	printf "%-6s %-12s %-10s %-8s\n" "$id" "$cpu" "$rss" "${ticking:-?}"
 done
 
 # The node leading the most ranges.

@@ -38,6 +38,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(),
 		newRangesCmd(),
 		newRangeCmd(),
+		newClusterCmd(),
 		newCertCmd(),
 		bench.NewCommand(stdout, stderr),
 	)

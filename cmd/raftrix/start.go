@@ -23,28 +23,41 @@ type startFlags struct {
 	security     securityFlags
 	dataDir      string
 	peers        string
+	join         string
 	ranges       int
 	splitKeys    []string
 	tick         time.Duration
 	maxKeySize   int
 	maxValueSize int
+	deadTimeout  time.Duration
+	maxRangeSize int64
+	splitLoad    float64
 	log          logFlags
 }
 
 func newStartCmd() *cobra.Command {
 	var f startFlags
 	cmd := &cobra.Command{
-		Use:   "start --id N --data-dir DIR --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT",
+		Use:   "start (--id N --peers 1=HOST:PORT,... | --join HOST:PORT --listen HOST:PORT) --data-dir DIR",
 		Short: "Run one node until SIGINT or SIGTERM",
 		Long: `Run one RaftrixDB node until SIGINT or SIGTERM, then stop it cleanly and exit 0.
 
 --peers lists every node of the cluster, this one included. On its first
 start (an empty --data-dir) each of the three lowest node IDs creates the
 initial ranges, with replicas on those three nodes; --ranges and --split-keys
-only matter then. Exactly one of --certs-dir (mutual TLS on the client and
-peer planes) and --insecure (plaintext) is required. Logs go to stderr.`,
+only matter then.
+
+--join adds a node to a running cluster instead: it registers through the
+node at --join, which gives it an ID never used before (kept in
+DATA-DIR/NODE_ID for restarts), and placement then moves replicas onto it.
+--listen is the address other nodes reach it at. With --id as well, the
+node was registered beforehand ('raftrix cluster join') under that ID.
+
+Exactly one of --certs-dir (mutual TLS on the client and peer planes) and
+--insecure (plaintext) is required. Logs go to stderr.`,
 		Example: `  raftrix start --id 1 --listen 127.0.0.1:7001 --data-dir /tmp/n1 --certs-dir certs \
-    --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`,
+    --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+  raftrix start --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --data-dir /tmp/n4 --certs-dir certs`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error { return runStart(cmd, &f) }),
 	}
@@ -57,16 +70,20 @@ peer planes) and --insecure (plaintext) is required. Logs go to stderr.`,
 	f.security.register(fs)
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the node's storage engine")
 	fs.StringVar(&f.peers, "peers", "", "every node of the cluster as ID=HOST:PORT, comma-separated")
+	fs.StringVar(&f.join, "join", "", "join the running cluster that the node at this address belongs to (instead of --id and --peers)")
 	fs.IntVar(&f.ranges, "ranges", 64, "number of initial ranges, splitting the key space evenly")
 	fs.StringSliceVar(&f.splitKeys, "split-keys", nil, "initial range boundaries instead of --ranges, e.g. a,m,t")
 	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "Raft tick; an election takes 10 ticks")
 	fs.IntVar(&f.maxKeySize, "max-key-size", defaults.MaxKeySize, "largest key accepted, in bytes")
 	fs.IntVar(&f.maxValueSize, "max-value-size", defaults.MaxValueSize, "largest value accepted, in bytes")
+	fs.DurationVar(&f.deadTimeout, "dead-timeout", 5*time.Minute, "how long a node may be silent before its replicas are re-created elsewhere")
+	fs.Int64Var(&f.maxRangeSize, "max-range-size", 64<<20, "split a range that grows past this many bytes")
+	fs.Float64Var(&f.splitLoad, "split-writes-per-second", 5000, "split a range whose leader applies more writes per second (0: never)")
 	f.log.register(fs, "info")
 	cmd.MarkFlagsMutuallyExclusive("ranges", "split-keys")
-	for _, name := range []string{"id", "data-dir", "peers"} {
-		_ = cmd.MarkFlagRequired(name) // cannot fail: the flags exist
-	}
+	cmd.MarkFlagsMutuallyExclusive("join", "peers")
+	cmd.MarkFlagsOneRequired("join", "id")
+	_ = cmd.MarkFlagRequired("data-dir") // cannot fail: the flag exists
 	return cmd
 }
 
@@ -74,16 +91,29 @@ peer planes) and --insecure (plaintext) is required. Logs go to stderr.`,
 // (without Logger and Registry). Every error is a usage error: nothing has
 // been started yet.
 func (f *startFlags) nodeConfig() (node.Config, error) {
-	if f.id == 0 {
-		return node.Config{}, usagef("--id must be a positive integer")
-	}
-	peers, err := parsePeers(f.peers)
-	if err != nil {
-		return node.Config{}, err
-	}
-	self, ok := peers[f.id]
-	if !ok {
-		return node.Config{}, usagef("--id %d is not in --peers (which has node IDs %s)", f.id, peerIDs(peers))
+	var peers map[uint64]string
+	var self string
+	if f.join != "" {
+		// The ID (unless registered beforehand with 'raftrix cluster join')
+		// and the peers come from the cluster (runStart).
+		if f.listen == "" {
+			return node.Config{}, usagef("--join needs --listen: the address other nodes reach this one at")
+		}
+	} else {
+		if f.id == 0 {
+			return node.Config{}, usagef("--id must be a positive integer")
+		}
+		if f.peers == "" {
+			return node.Config{}, usagef("--peers is required with --id")
+		}
+		var err error
+		if peers, err = parsePeers(f.peers); err != nil {
+			return node.Config{}, err
+		}
+		var ok bool
+		if self, ok = peers[f.id]; !ok {
+			return node.Config{}, usagef("--id %d is not in --peers (which has node IDs %s)", f.id, peerIDs(peers))
+		}
 	}
 	listen := f.listen
 	if listen == "" {
@@ -115,6 +145,16 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 		return node.Config{}, usagef("--max-key-size must be positive, got %d", f.maxKeySize)
 	case f.maxValueSize <= 0:
 		return node.Config{}, usagef("--max-value-size must be positive, got %d", f.maxValueSize)
+	case f.deadTimeout <= 0:
+		return node.Config{}, usagef("--dead-timeout must be positive, got %v", f.deadTimeout)
+	case f.maxRangeSize <= 0:
+		return node.Config{}, usagef("--max-range-size must be positive, got %d", f.maxRangeSize)
+	case f.splitLoad < 0:
+		return node.Config{}, usagef("--split-writes-per-second must not be negative, got %v", f.splitLoad)
+	}
+	splitLoad := f.splitLoad
+	if splitLoad == 0 {
+		splitLoad = -1 // the node's "never"
 	}
 	limits := node.DefaultLimits()
 	limits.MaxKeySize = f.maxKeySize
@@ -129,6 +169,10 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 		SplitKeys:     splitKeys,
 		TickInterval:  f.tick,
 		Limits:        limits,
+
+		DeadTimeout:          f.deadTimeout,
+		MaxRangeBytes:        f.maxRangeSize,
+		SplitWritesPerSecond: splitLoad,
 	}, nil
 }
 
@@ -140,6 +184,11 @@ func runStart(cmd *cobra.Command, f *startFlags) error {
 	logger, err := f.log.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return err
+	}
+	if f.join != "" {
+		if err := f.joinCluster(cmd.Context(), &cfg, logger); err != nil {
+			return err
+		}
 	}
 	// The node adds its "node" attribute to its own logs; ours get it here.
 	log := logger.With("node", cfg.NodeID)
