@@ -31,6 +31,7 @@ import (
 const (
 	catchUpTimeout   = 30 * time.Second
 	leaderChangeWait = 3 * time.Second
+	leaveJointWait   = 10 * time.Second
 	moveProgressPoll = 10 * time.Millisecond
 )
 
@@ -94,7 +95,7 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 	withLearner.Replicas = append(withLearner.Replicas, &pb.ReplicaDescriptor{NodeId: to, ReplicaId: learnerID, Type: pb.ReplicaDescriptor_LEARNER})
 	withLearner.NextReplicaId++
 	withLearner.Generation++
-	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
+	if _, err := n.changeReplicas(ctx, r, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
 		{Type: raftpb.ConfChangeAddLearnerNode, NodeID: learnerID},
 	}}, withLearner); err != nil {
 		return nil, fmt.Errorf("add learner on node %d: %w", to, err)
@@ -115,11 +116,16 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 	}
 
 	// 4. Promote and remove in one joint change.
+	// The old voter stays in the descriptor as VOTER_OUTGOING while the
+	// range is in the joint configuration (it is part of the outgoing
+	// quorum); leaving the joint configuration drops it.
 	final := proto.Clone(withLearner).(*pb.RangeDescriptor)
-	final.Replicas = slices.DeleteFunc(final.Replicas, func(rd *pb.ReplicaDescriptor) bool { return rd.ReplicaId == fromID })
 	for _, rd := range final.Replicas {
-		if rd.ReplicaId == learnerID {
+		switch rd.ReplicaId {
+		case learnerID:
 			rd.Type = pb.ReplicaDescriptor_VOTER
+		case fromID:
+			rd.Type = pb.ReplicaDescriptor_VOTER_OUTGOING
 		}
 	}
 	final.Generation++
@@ -127,15 +133,21 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 	if fromID != 0 {
 		changes = append(changes, raftpb.ConfChangeSingle{Type: raftpb.ConfChangeRemoveNode, NodeID: fromID})
 	}
-	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: changes}, final); err != nil {
+	if _, err := n.changeReplicas(ctx, r, raftpb.ConfChangeV2{Changes: changes}, final); err != nil {
 		return nil, fmt.Errorf("promote node %d and remove node %d: %w", to, from, err)
 	}
-	if err := waitFor(ctx, leaderChangeWait, func() (bool, error) {
+	if err := waitFor(ctx, leaveJointWait, func() (bool, error) {
 		_, _, joint, err := r.Progress(learnerID)
 		return err == nil && !joint, err
 	}); err != nil {
-		n.logger.Warn("range still in a joint configuration", "range", desc.RangeId, "error", err)
+		// Until the range leaves the joint configuration, the old voter is
+		// still needed for a quorum of the outgoing half: destroying it now
+		// could leave the range unable to elect if another voter dies. It
+		// destroys itself when it applies its removal.
+		n.logger.Warn("range still in a joint configuration; keeping the old replica", "range", desc.RangeId, "error", err)
+		return final, nil
 	}
+	final = r.Descriptor()
 
 	// 5. The old replica is out of the configuration; destroy it.
 	if from != 0 {
@@ -144,6 +156,17 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 	n.metrics.replicaMoves.Inc()
 	n.logger.Info("moved replica", "range", desc.RangeId, "from", from, "to", to)
 	return final, nil
+}
+
+// confChangeTimeout bounds one configuration change. Raft silently drops a
+// change proposed while another is pending (it becomes an empty entry), and
+// its waiter would otherwise wait for the whole move's deadline.
+const confChangeTimeout = 15 * time.Second
+
+func (n *Node) changeReplicas(ctx context.Context, r *replica.Replica, cc raftpb.ConfChangeV2, next *pb.RangeDescriptor) (*pb.RangeDescriptor, error) {
+	ctx, cancel := context.WithTimeout(ctx, confChangeTimeout)
+	defer cancel()
+	return r.ChangeReplicas(ctx, cc, next)
 }
 
 // removeReplica removes a voter without replacing it.
@@ -163,7 +186,7 @@ func (n *Node) removeReplica(ctx context.Context, r *replica.Replica, replicaID 
 	from := replica.NodeOfReplica(desc, replicaID)
 	next.Replicas = slices.DeleteFunc(next.Replicas, func(rd *pb.ReplicaDescriptor) bool { return rd.ReplicaId == replicaID })
 	next.Generation++
-	if _, err := r.ChangeReplicas(ctx, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
+	if _, err := n.changeReplicas(ctx, r, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
 		{Type: raftpb.ConfChangeRemoveNode, NodeID: replicaID},
 	}}, next); err != nil {
 		return nil, fmt.Errorf("remove replica on node %d: %w", from, err)

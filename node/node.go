@@ -178,8 +178,7 @@ func New(cfg Config) (*Node, error) {
 			n.logger.Error("grpc server stopped", "error", err)
 		}
 	}()
-	// Campaign nothing here: Raft elects leaders on its own after the first
-	// election timeout.
+	n.campaignFreshRanges()
 	n.sched.enqueueAll(n.rangeIDs(), flagReady)
 	if err := n.startHTTP(); err != nil {
 		n.Stop()
@@ -401,6 +400,22 @@ func (n *Node) onPeerDown(nodeID uint64) {
 		if leader == nodeID || (r.IsLeader() && replica.ReplicaIDOnNode(r.Descriptor(), nodeID) != 0) {
 			r.Wake()
 			n.sched.enqueue(r.RangeID(), flagReady)
+		}
+	}
+}
+
+// campaignFreshRanges starts the first election of freshly bootstrapped
+// ranges at once, on one designated replica each (spread over the voters
+// by range ID), instead of letting thousands of ranges time out together
+// and split their votes.
+func (n *Node) campaignFreshRanges() {
+	for _, r := range n.allReplicas() {
+		desc := r.Descriptor()
+		if len(desc.Replicas) == 0 || !r.NeverElected() {
+			continue
+		}
+		if desc.Replicas[desc.RangeId%uint64(len(desc.Replicas))].NodeId == n.id {
+			r.Campaign()
 		}
 	}
 }

@@ -36,9 +36,9 @@ func (n *Node) placementLoops(ctx context.Context, wg *sync.WaitGroup) {
 		defer wg.Done()
 		t := time.NewTicker(n.cfg.HeartbeatInterval)
 		defer t.Stop()
-		prev := map[uint64]uint64{} // range -> writes at the last heartbeat
+		st := &reportState{prevWrites: map[uint64]uint64{}, sent: map[uint64]reportKey{}}
 		last := time.Now()
-		for {
+		for beat := 0; ; beat++ {
 			select {
 			case <-ctx.Done():
 				return
@@ -48,39 +48,65 @@ func (n *Node) placementLoops(ctx context.Context, wg *sync.WaitGroup) {
 			n.placement.SetLeading(sys != nil && sys.IsLeader())
 			elapsed := time.Since(last).Seconds()
 			last = time.Now()
+			full := beat%placement.FullReportEvery == 0
 			hctx, cancel := context.WithTimeout(ctx, n.cfg.HeartbeatInterval*3)
-			if err := n.sendHeartbeat(hctx, prev, elapsed); err != nil {
+			if err := n.sendHeartbeat(hctx, n.rangeReports(st, elapsed, full)); err != nil {
 				n.logger.Debug("placement heartbeat failed", "error", err)
+				st.sent = map[uint64]reportKey{} // resend everything next time
 			}
 			cancel()
 		}
 	}()
 }
 
-// rangeReports describes every local replica for placement.
-func (n *Node) rangeReports(prev map[uint64]uint64, elapsed float64) []*pb.RangeReport {
+// reportState is what the heartbeat loop remembers between heartbeats.
+type reportState struct {
+	prevWrites map[uint64]uint64    // range -> writes applied at the last heartbeat
+	sent       map[uint64]reportKey // what placement last heard of each range
+}
+
+// reportKey is the part of a report whose change is worth sending at once.
+type reportKey struct {
+	generation uint64
+	leader     uint64
+	isLeader   bool
+	hot        bool
+}
+
+// rangeReports describes the local replicas for placement: all of them
+// (with sizes) on a full report, otherwise only those whose descriptor,
+// leadership or load changed. With thousands of idle ranges that keeps
+// heartbeats small between full reports.
+func (n *Node) rangeReports(st *reportState, elapsed float64, full bool) []*pb.RangeReport {
 	var out []*pb.RangeReport
 	for _, r := range n.allReplicas() {
 		if !r.Initialized() {
 			continue
 		}
-		st := r.Status()
-		rep := &pb.RangeReport{Descriptor_: st.Descriptor, LeaderNodeId: st.LeaderNodeID, IsLeader: r.IsLeader()}
+		s := r.Status()
+		rep := &pb.RangeReport{Descriptor_: s.Descriptor, LeaderNodeId: s.LeaderNodeID, IsLeader: r.IsLeader()}
 		if rep.IsLeader {
-			rep.SizeBytes = r.ApproximateSize()
 			w := r.Writes()
-			if p, ok := prev[r.RangeID()]; ok && elapsed > 0 && w >= p {
+			if p, ok := st.prevWrites[r.RangeID()]; ok && elapsed > 0 && w >= p {
 				rep.WritesPerSecond = float64(w-p) / elapsed
 			}
-			prev[r.RangeID()] = w
+			st.prevWrites[r.RangeID()] = w
 		}
+		key := reportKey{generation: s.Descriptor.Generation, leader: s.LeaderNodeID, isLeader: rep.IsLeader, hot: rep.WritesPerSecond > 0}
+		if !full && st.sent[r.RangeID()] == key && !key.hot {
+			continue
+		}
+		if rep.IsLeader && (full || key.hot) {
+			rep.SizeBytes = r.ApproximateSize()
+		}
+		st.sent[r.RangeID()] = key
 		out = append(out, rep)
 	}
 	return out
 }
 
-func (n *Node) sendHeartbeat(ctx context.Context, prev map[uint64]uint64, elapsed float64) error {
-	req := &pb.HeartbeatRequest{NodeId: n.id, Addr: n.Addr(), Ranges: n.rangeReports(prev, elapsed)}
+func (n *Node) sendHeartbeat(ctx context.Context, reports []*pb.RangeReport) error {
+	req := &pb.HeartbeatRequest{NodeId: n.id, Addr: n.Addr(), Ranges: reports}
 	resp, err := n.placementHeartbeat(ctx, req)
 	if err != nil && n.cfg.JoinAddr != "" && len(n.holderCandidates()) == 0 {
 		// We know no peer yet (a joined node after a restart): ask the node

@@ -119,7 +119,7 @@ func TestJoinRebalancesReplicasAndLeaders(t *testing.T) {
 func TestDeadNodeReplicasAreRecreated(t *testing.T) {
 	const ranges = 6
 	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: ranges, DeadTimeout: 2 * time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	if _, err := c.WaitLeaders(ctx); err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestDeadNodeReplicasAreRecreated(t *testing.T) {
 	c.Stop(3)
 	live := []uint64{1, 2, 4}
 	var bad string
-	err := waitUntil(ctx, 60*time.Second, func() bool {
+	err := waitUntil(ctx, 20*time.Second, func() bool {
 		descs := descriptorsByLeader(t, ctx, c, live)
 		if len(descs) != ranges+1 {
 			bad = fmt.Sprintf("%d ranges with a leader", len(descs))
@@ -154,6 +154,12 @@ func TestDeadNodeReplicasAreRecreated(t *testing.T) {
 		return true
 	})
 	if err != nil {
+		for _, id := range live {
+			resp, _ := c.Admin(id).ListRanges(ctx, &pb.ListRangesRequest{})
+			for _, ri := range resp.GetRanges() {
+				t.Logf("node %d range %d leader %d term %d applied %d %s quiesced %v replicas %v raft %s", id, ri.Descriptor_.RangeId, ri.LeaderNodeId, ri.Term, ri.AppliedIndex, ri.RaftState, ri.Quiesced, ri.Descriptor_.Replicas, ri.RaftConfig)
+			}
+		}
 		t.Fatalf("ranges not repaired: %s", bad)
 	}
 }
@@ -170,7 +176,7 @@ func TestLeavingNodeEndsWithNoReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last *pb.NodeInfo
-	err := waitUntil(ctx, 60*time.Second, func() bool {
+	err := waitUntil(ctx, 30*time.Second, func() bool {
 		st, err := c.Admin(2).NodeStatus(ctx, &pb.NodeStatusRequest{})
 		if err != nil || st.Replicas != 0 {
 			return false
@@ -183,6 +189,16 @@ func TestLeavingNodeEndsWithNoReplicas(t *testing.T) {
 		return last.GetNode().GetState() == pb.NodeRecord_DECOMMISSIONED
 	})
 	if err != nil {
+		for _, id := range []uint64{1, 2, 3, 4} {
+			resp, _ := c.Admin(id).ListRanges(ctx, &pb.ListRangesRequest{})
+			for _, ri := range resp.GetRanges() {
+				t.Logf("node %d range %d leader %d %s replicas %v raft %s", id, ri.Descriptor_.RangeId, ri.LeaderNodeId, ri.RaftState, ri.Descriptor_.Replicas, ri.RaftConfig)
+			}
+		}
+		view, _ := placementView(ctx, c, 1)
+		for id, ni := range view {
+			t.Logf("placement: node %d %v", id, ni)
+		}
 		t.Fatalf("node 2 did not finish leaving: %v", last)
 	}
 	for i := 0; i < ranges; i++ {

@@ -49,6 +49,8 @@ func (s *adminServer) ListRanges(ctx context.Context, _ *pb.ListRangesRequest) (
 			AppliedIndex:         st.Applied,
 			ApproximateSizeBytes: r.ApproximateSize(),
 			RaftState:            st.RaftState,
+			Quiesced:             r.Quiesced(),
+			RaftConfig:           st.RaftConfig,
 		})
 	}
 	return resp, nil

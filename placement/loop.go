@@ -34,7 +34,7 @@ func (s *Service) Run(ctx context.Context) {
 func (s *Service) Step(ctx context.Context) error {
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()
-	ready := s.mu.leading && now.Sub(s.mu.leadSince) >= s.cfg.LiveTimeout
+	ready := s.mu.leading && now.Sub(s.mu.leadSince) >= s.cfg.Grace
 	s.mu.Unlock()
 	if !ready {
 		return nil
@@ -84,8 +84,7 @@ func (s *Service) finishDecommissions(ctx context.Context, nodes map[uint64]*pb.
 	}
 	s.mu.Lock()
 	for _, a := range s.mu.inFlight {
-		held[a.To] = true
-		held[a.From] = true
+		held[a.To] = true // a move onto the node would give it a replica
 	}
 	s.mu.Unlock()
 	for _, n := range nodes {

@@ -54,9 +54,17 @@ type Config struct {
 	// LiveTimeout is how long after its last heartbeat a node counts as live
 	// for placing replicas and leaders (a few heartbeat intervals).
 	LiveTimeout time.Duration
-	// Interval is how often the leader decides.
+	// Interval is how often the leader decides (and nodes heartbeat).
 	Interval time.Duration
+	// Grace is how long a new leader waits before deciding (default: one
+	// full report round plus an interval, at least LiveTimeout).
+	Grace time.Duration
 }
+
+// FullReportEvery is how many heartbeats apart a node reports every one of
+// its ranges; in between it reports only the ranges that changed. A new
+// placement leader waits that long before it decides anything.
+const FullReportEvery = 10
 
 // Key layout of placement's durable state (in the system range).
 var (
@@ -89,6 +97,9 @@ type Service struct {
 
 // NewService returns a service.
 func NewService(cfg Config) *Service {
+	if cfg.Grace == 0 {
+		cfg.Grace = max(cfg.LiveTimeout, (FullReportEvery+1)*cfg.Interval)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -356,9 +367,9 @@ func (s *Service) Directory() []*Entry {
 }
 
 // SetLeading tells the service whether this node is the placement leader.
-// Gaining leadership starts a grace period (LiveTimeout), long enough for
-// every live node to heartbeat and refill the directory, before any
-// decision; losing it drops the soft state.
+// Gaining leadership starts a grace period (see grace), long enough for
+// every live node to send a full report and refill the directory, before
+// any decision; losing it drops the soft state.
 func (s *Service) SetLeading(leading bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -50,7 +50,7 @@ func (e *serviceEnv) newService() *Service {
 	return NewService(Config{
 		Store: e.store, Actuator: e.act, Clock: e.clock,
 		Decide:      DecideConfig{ReplicationFactor: 3, SystemReplicationFactor: 5, MaxActions: 4},
-		DeadTimeout: testDeadTimeout, LiveTimeout: testLiveTimeout, Interval: time.Second,
+		DeadTimeout: testDeadTimeout, LiveTimeout: testLiveTimeout, Grace: testLiveTimeout, Interval: time.Second,
 	})
 }
 

@@ -236,6 +236,15 @@ func (r *Replica) ReportSnapshot(replicaID uint64, ok bool) {
 	}
 }
 
+// NeverElected reports whether the replica is still in its bootstrap state:
+// no election has happened in its range yet (as far as it knows).
+func (r *Replica) NeverElected() bool {
+	r.mu.Lock()
+	st := r.mu.rn.BasicStatus()
+	r.mu.Unlock()
+	return st.Term == initialTerm && st.Lead == 0 && r.storage.Applied().Index == initialIndex
+}
+
 // Campaign makes this replica start an election now (the node does this for
 // the right-hand side of a split it led, instead of waiting for a timeout).
 func (r *Replica) Campaign() {
@@ -284,12 +293,14 @@ type Status struct {
 	RaftState    string
 	FirstIndex   uint64
 	LastIndex    uint64
+	RaftConfig   string
 }
 
 // Status reports the replica's current Raft state.
 func (r *Replica) Status() Status {
 	r.mu.Lock()
-	st := r.mu.rn.BasicStatus()
+	full := r.mu.rn.Status()
+	st := full.BasicStatus
 	r.mu.Unlock()
 	desc := r.storage.Descriptor()
 	first, last := r.storage.Bounds()
@@ -303,6 +314,7 @@ func (r *Replica) Status() Status {
 		RaftState:    st.RaftState.String(),
 		FirstIndex:   first,
 		LastIndex:    last,
+		RaftConfig:   full.Config.String(),
 	}
 }
 

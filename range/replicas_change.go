@@ -101,6 +101,11 @@ func (r *Replica) applyConfChangeEntry(e *raftpb.Entry, desc *pb.RangeDescriptor
 	r.mu.Unlock()
 	if next == nil {
 		next = desc
+		if v2, ok := cc.(raftpb.ConfChangeV2); ok && v2.LeaveJoint() && hasOutgoing(desc) {
+			// Raft left the joint configuration (an entry it proposed
+			// itself): the outgoing voters are gone now.
+			next = withoutOutgoing(desc)
+		}
 	}
 	if done == nil && cctx.ProposalId != 0 {
 		done = &completedProposal{id: cctx.ProposalId, res: Result{Left: next}}
@@ -158,4 +163,23 @@ func (r *Replica) Progress(replicaID uint64) (match, last uint64, joint bool, er
 	}
 	_, last = r.storage.Bounds()
 	return pr.Match, last, joint, nil
+}
+
+func hasOutgoing(d *pb.RangeDescriptor) bool {
+	for _, r := range d.Replicas {
+		if r.Type == pb.ReplicaDescriptor_VOTER_OUTGOING {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutOutgoing is d after leaving a joint configuration.
+func withoutOutgoing(d *pb.RangeDescriptor) *pb.RangeDescriptor {
+	next := proto.Clone(d).(*pb.RangeDescriptor)
+	next.Replicas = slices.DeleteFunc(next.Replicas, func(r *pb.ReplicaDescriptor) bool {
+		return r.Type == pb.ReplicaDescriptor_VOTER_OUTGOING
+	})
+	next.Generation++
+	return next
 }

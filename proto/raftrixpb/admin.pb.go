@@ -600,8 +600,12 @@ type RangeInfo struct {
 	// approximate_size_bytes is Pebble's estimate of the range's user data.
 	ApproximateSizeBytes int64  `protobuf:"varint,7,opt,name=approximate_size_bytes,json=approximateSizeBytes,proto3" json:"approximate_size_bytes,omitempty"`
 	RaftState            string `protobuf:"bytes,8,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// quiesced: the range is idle and this replica does not tick.
+	Quiesced bool `protobuf:"varint,9,opt,name=quiesced,proto3" json:"quiesced,omitempty"`
+	// raft_config is Raft's view of the configuration (voters, learners).
+	RaftConfig    string `protobuf:"bytes,10,opt,name=raft_config,json=raftConfig,proto3" json:"raft_config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RangeInfo) Reset() {
@@ -690,6 +694,20 @@ func (x *RangeInfo) GetRaftState() string {
 	return ""
 }
 
+func (x *RangeInfo) GetQuiesced() bool {
+	if x != nil {
+		return x.Quiesced
+	}
+	return false
+}
+
+func (x *RangeInfo) GetRaftConfig() string {
+	if x != nil {
+		return x.RaftConfig
+	}
+	return ""
+}
+
 var File_raftrix_v1_admin_proto protoreflect.FileDescriptor
 
 const file_raftrix_v1_admin_proto_rawDesc = "" +
@@ -729,7 +747,7 @@ const file_raftrix_v1_admin_proto_rawDesc = "" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x13\n" +
 	"\x11ListRangesRequest\"C\n" +
 	"\x12ListRangesResponse\x12-\n" +
-	"\x06ranges\x18\x01 \x03(\v2\x15.raftrix.v1.RangeInfoR\x06ranges\"\xbe\x02\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x15.raftrix.v1.RangeInfoR\x06ranges\"\xfb\x02\n" +
 	"\tRangeInfo\x12;\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\n" +
@@ -742,7 +760,11 @@ const file_raftrix_v1_admin_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x124\n" +
 	"\x16approximate_size_bytes\x18\a \x01(\x03R\x14approximateSizeBytes\x12\x1d\n" +
 	"\n" +
-	"raft_state\x18\b \x01(\tR\traftState2\x97\x03\n" +
+	"raft_state\x18\b \x01(\tR\traftState\x12\x1a\n" +
+	"\bquiesced\x18\t \x01(\bR\bquiesced\x12\x1f\n" +
+	"\vraft_config\x18\n" +
+	" \x01(\tR\n" +
+	"raftConfig2\x97\x03\n" +
 	"\x05Admin\x12K\n" +
 	"\n" +
 	"NodeStatus\x12\x1d.raftrix.v1.NodeStatusRequest\x1a\x1e.raftrix.v1.NodeStatusResponse\x12K\n" +

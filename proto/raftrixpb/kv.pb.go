@@ -81,6 +81,11 @@ type ReplicaDescriptor_Type int32
 const (
 	ReplicaDescriptor_VOTER   ReplicaDescriptor_Type = 0
 	ReplicaDescriptor_LEARNER ReplicaDescriptor_Type = 1
+	// VOTER_OUTGOING: a voter being removed by a joint-consensus change; it
+	// still counts for the outgoing half of the joint quorum, so it stays in
+	// the descriptor (and receives messages) until the range leaves the
+	// joint configuration.
+	ReplicaDescriptor_VOTER_OUTGOING ReplicaDescriptor_Type = 2
 )
 
 // Enum value maps for ReplicaDescriptor_Type.
@@ -88,10 +93,12 @@ var (
 	ReplicaDescriptor_Type_name = map[int32]string{
 		0: "VOTER",
 		1: "LEARNER",
+		2: "VOTER_OUTGOING",
 	}
 	ReplicaDescriptor_Type_value = map[string]int32{
-		"VOTER":   0,
-		"LEARNER": 1,
+		"VOTER":          0,
+		"LEARNER":        1,
+		"VOTER_OUTGOING": 2,
 	}
 )
 
@@ -1626,15 +1633,16 @@ const file_raftrix_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12&\n" +
-	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xa3\x01\n" +
+	"\x0fnext_replica_id\x18\x06 \x01(\x04R\rnextReplicaId\"\xb7\x01\n" +
 	"\x11ReplicaDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x02 \x01(\x04R\treplicaId\x126\n" +
-	"\x04type\x18\x03 \x01(\x0e2\".raftrix.v1.ReplicaDescriptor.TypeR\x04type\"\x1e\n" +
+	"\x04type\x18\x03 \x01(\x0e2\".raftrix.v1.ReplicaDescriptor.TypeR\x04type\"2\n" +
 	"\x04Type\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
-	"\aLEARNER\x10\x01\"\x83\x03\n" +
+	"\aLEARNER\x10\x01\x12\x12\n" +
+	"\x0eVOTER_OUTGOING\x10\x02\"\x83\x03\n" +
 	"\aCompare\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x122\n" +
 	"\x06target\x18\x02 \x01(\x0e2\x1a.raftrix.v1.Compare.TargetR\x06target\x122\n" +
