@@ -3,7 +3,11 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -103,5 +107,82 @@ func TestTxnInOneRangeUsesOnePhase(t *testing.T) {
 	}
 	if g, _ := c.KV(3).Get(ctx, &pb.GetRequest{Key: b}); g.Found {
 		t.Fatalf("deleted key still there: %v", g)
+	}
+}
+
+// TestTxnRacingSplitStaysAtomic: transactions write the same value to two
+// keys in different ranges while the range of one of them is split again
+// and again; readers (one transaction of two gets) must never see the keys
+// differ, and the last acknowledged value must be on both.
+func TestTxnRacingSplitStaysAtomic(t *testing.T) {
+	const ranges = 4
+	c, ctx := startCluster(t, ranges)
+	a := keyInRange(0, ranges, "a-key")
+	b := keyInRange(2, ranges, "b-key")
+	writeBoth := func(v string) (*pb.TxnResponse, error) {
+		return c.KV(1).Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{putOp(a, []byte(v)), putOp(b, []byte(v))}})
+	}
+	if _, err := writeBoth("0"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var lastAcked atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // writer
+		defer wg.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := writeBoth(fmt.Sprint(i)); err == nil {
+				lastAcked.Store(int64(i))
+			}
+		}
+	}()
+	var bad atomic.Value
+	go func() { // reader
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			resp, err := c.KV(2).Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{getOp(a), getOp(b)}})
+			if err != nil {
+				continue
+			}
+			va := string(resp.Responses[0].GetGet().GetKv().GetValue())
+			vb := string(resp.Responses[1].GetGet().GetKv().GetValue())
+			if va != vb {
+				bad.Store(fmt.Sprintf("a=%q b=%q", va, vb))
+			}
+		}
+	}()
+	// Split a's range repeatedly, each time just below a (so a moves into
+	// the new right-hand range while transactions hold intents on it).
+	for i := 0; i < 5; i++ {
+		time.Sleep(150 * time.Millisecond)
+		split := append(append([]byte(nil), a[:2]...), byte('a'-5+i))
+		if _, err := c.Admin(3).SplitRange(ctx, &pb.SplitRangeRequest{Key: split}); err != nil {
+			t.Fatalf("split %d at %q: %v", i, split, err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	if v := bad.Load(); v != nil {
+		t.Fatalf("a transaction was seen half applied: %v", v)
+	}
+	ka, kb := mustGet(t, ctx, c.KV(3), a), mustGet(t, ctx, c.KV(3), b)
+	if string(ka.Value) != string(kb.Value) || ka.ModRevision != kb.ModRevision {
+		t.Fatalf("after the run a=%v b=%v", ka, kb)
+	}
+	// The last acknowledged write, or a later one whose answer was lost.
+	if got, _ := strconv.Atoi(string(ka.Value)); int64(got) < lastAcked.Load() || lastAcked.Load() == 0 {
+		t.Fatalf("final value %q, last acknowledged %d", ka.Value, lastAcked.Load())
 	}
 }
