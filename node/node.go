@@ -387,17 +387,17 @@ func (n *Node) activeRangeIDs() []uint64 {
 	return ids
 }
 
-// onPeerDown wakes the quiesced ranges that depend on a peer whose
-// connection broke: those it leads (their followers must notice and elect a
-// new leader) and those this node leads with a replica there (so CheckQuorum
-// can step down a leader cut off from its followers).
+// onPeerDown wakes the quiesced ranges led by a peer whose connection
+// broke: their followers must notice and elect a new leader. Ranges this
+// node leads stay quiesced: a leader cut off from its followers cannot
+// commit or serve a linearizable read anyway, and waking every range with
+// a replica on the peer would start thousands of heartbeats to a dead node.
 func (n *Node) onPeerDown(nodeID uint64) {
 	for _, r := range n.allReplicas() {
 		if !r.Quiesced() {
 			continue
 		}
-		_, leader := r.Leader()
-		if leader == nodeID || (r.IsLeader() && replica.ReplicaIDOnNode(r.Descriptor(), nodeID) != 0) {
+		if _, leader := r.Leader(); leader == nodeID {
 			r.Wake()
 			n.sched.enqueue(r.RangeID(), flagReady)
 		}
