@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -19,7 +18,9 @@ import (
 
 // Config configures a DB.
 type Config struct {
-	// Endpoints are node addresses (host:port); at least one.
+	// Endpoints are node addresses (host:port); at least one. They are the
+	// seeds: placement lookups go to them, and so do requests whose range
+	// leader is unknown or unreachable (the node forwards them).
 	Endpoints []string
 	// RequestTimeout bounds each call that has no deadline of its own,
 	// retries included (default 10s).
@@ -30,14 +31,54 @@ type Config struct {
 }
 
 // DB is a connection to a RaftrixDB cluster. It is safe for concurrent use.
+//
+// DB routes each request for a key to the leader of the key's range, from a
+// cache of range descriptors and leaders filled by placement lookups and
+// corrected by every answer (see route.go).
 type DB struct {
 	cfg   Config
-	conns []*grpc.ClientConn
-	kvs   []pb.KVClient
-	next  atomic.Uint64
+	seeds []string
+	next  atomic.Uint64 // round robin over seeds
+	cache *rangeCache
+
+	// lookupPausedUntil (unix ns) skips placement lookups after one failed.
+	lookupPausedUntil atomic.Int64
+	// nodesRefreshedAt (unix ns) is when ListNodes was last asked; refreshMu
+	// lets one ask at a time.
+	nodesRefreshedAt atomic.Int64
+	refreshMu        sync.Mutex
+
+	// bgCtx ends at Close; bg tracks background refreshes.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		closed bool
+		// conns holds one connection per address (seeds and leaders),
+		// created on first use and shared by all requests.
+		conns map[string]*grpc.ClientConn
+		// nodes maps node IDs to addresses, learned from lookups, routing
+		// hints and ListNodes.
+		nodes map[uint64]string
+		// failedAt is when an address last could not be reached.
+		failedAt map[string]time.Time
+	}
+
+	stats stats
 }
 
-// New connects to a cluster. Connections are made lazily.
+// stats counts routing events, for tests.
+type stats struct {
+	lookups, listNodes atomic.Int64
+	// direct counts answers served by the leader the request was sent to;
+	// forwarded counts answers served by another node than the target.
+	direct, forwarded atomic.Int64
+	routingErrors     atomic.Int64
+}
+
+// New returns a DB for a cluster. Connections are made lazily.
 func New(cfg Config) (*DB, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("client: no endpoints")
@@ -48,27 +89,35 @@ func New(cfg Config) (*DB, error) {
 	if cfg.MaxTxnRetries == 0 {
 		cfg.MaxTxnRetries = 20
 	}
-	db := &DB{cfg: cfg}
+	db := &DB{cfg: cfg, seeds: append([]string(nil), cfg.Endpoints...), cache: newRangeCache()}
+	db.bgCtx, db.bgCancel = context.WithCancel(context.Background())
+	db.mu.conns = map[string]*grpc.ClientConn{}
+	db.mu.nodes = map[uint64]string{}
+	db.mu.failedAt = map[string]time.Time{}
 	for _, ep := range cfg.Endpoints {
-		c, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
+		if _, err := db.conn(ep); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("client: endpoint %q: %w", ep, err)
 		}
-		db.conns = append(db.conns, c)
-		db.kvs = append(db.kvs, pb.NewKVClient(c))
 	}
 	return db, nil
 }
 
-// Close closes the connections.
+// Close closes the connections. Calls in flight fail.
 func (db *DB) Close() error {
+	db.bgCancel()
+	db.mu.Lock()
+	db.mu.closed = true
+	conns := db.mu.conns
+	db.mu.conns = map[string]*grpc.ClientConn{}
+	db.mu.Unlock()
 	var first error
-	for _, c := range db.conns {
+	for _, c := range conns {
 		if err := c.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
+	db.bg.Wait()
 	return first
 }
 
@@ -76,48 +125,91 @@ func (db *DB) Close() error {
 // other writers until MaxTxnRetries.
 var ErrTxnConflict = errors.New("client: transaction kept conflicting; giving up")
 
-// retryable reports whether a failed call may be sent again. A write may be
-// retried only if it surely was not applied.
-func retryable(err error, write bool, connWasReady bool) bool {
-	st, ok := status.FromError(err)
-	if !ok {
+// retryable reports whether a call that failed after it was sent may be
+// sent again. A write may be, only if it surely was not applied: the node
+// refused it before doing anything (a RoutingError detail). A call never
+// sent (its connection did not come up) is always retryable, and not
+// judged here.
+func retryable(err error, write bool) bool {
+	if status.Code(err) != codes.Unavailable {
 		return false
 	}
-	if st.Code() != codes.Unavailable {
-		return false
-	}
-	if !write || !connWasReady {
-		return true
-	}
-	for _, d := range st.Details() {
-		if _, ok := d.(*pb.RoutingError); ok {
-			return true
-		}
-	}
-	return false
+	return !write || routingErrorOf(err) != nil
 }
 
-// call runs f against endpoints in turn until it succeeds, fails for good,
-// or ctx ends.
-func (db *DB) call(ctx context.Context, write bool, f func(context.Context, pb.KVClient) error) error {
+// call runs f against the leader of key's range (or a seed, which forwards)
+// until it succeeds, fails for good, or ctx ends. f returns the answer's
+// header, if it has one, to correct the range cache. A nil key sends to
+// seeds only.
+func (db *DB) call(ctx context.Context, key []byte, write bool, f func(context.Context, pb.KVClient) (*pb.ResponseHeader, error)) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, db.cfg.RequestTimeout)
 		defer cancel()
 	}
 	wait := 10 * time.Millisecond
+	immediate := 0
+	var lastErr error
+	var hinted *target // where a routing hint said to go next
 	for {
-		i := int(db.next.Add(1) % uint64(len(db.kvs)))
-		ready := db.conns[i].GetState() == connectivity.Ready
-		err := f(ctx, db.kvs[i])
-		if err == nil || !retryable(err, write, ready) || ctx.Err() != nil {
+		var t target
+		switch {
+		case hinted != nil:
+			t, hinted = *hinted, nil
+		case key != nil:
+			t = db.route(ctx, key)
+		default:
+			t = target{addr: db.seed()}
+		}
+		conn, err := db.conn(t.addr)
+		if err != nil {
 			return err
 		}
+		var now bool
+		if !waitReady(ctx, conn) {
+			if ctx.Err() != nil {
+				if lastErr == nil {
+					lastErr = status.Errorf(status.FromContextError(ctx.Err()).Code(), "client: no connection to %s before the call ended; nothing was sent", t.addr)
+				}
+				return lastErr
+			}
+			// Nothing was sent: any request may go elsewhere.
+			if t.leaderID != 0 {
+				db.leaderUnreachable(t.addr)
+			} else {
+				db.markFailed(t.addr)
+			}
+			if lastErr == nil || routingErrorOf(lastErr) == nil {
+				lastErr = status.Errorf(codes.Unavailable, "client: cannot connect to %s; nothing was sent", t.addr)
+			}
+			now = true
+		} else {
+			hdr, err := f(ctx, pb.NewKVClient(conn))
+			if err == nil {
+				if key != nil {
+					db.learnHeader(key, t, hdr)
+				}
+				return nil
+			}
+			lastErr = err
+			now, hinted = db.learnError(ctx, key, t, conn, err)
+			if !retryable(err, write) {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			return lastErr
+		}
+		if now && immediate < maxImmediateRetries {
+			immediate++
+			continue
+		}
+		immediate = 0
 		select {
 		case <-time.After(wait/2 + time.Duration(rand.Int64N(int64(wait)))):
 			wait = min(2*wait, 500*time.Millisecond)
 		case <-ctx.Done():
-			return err
+			return lastErr
 		}
 	}
 }
@@ -125,9 +217,10 @@ func (db *DB) call(ctx context.Context, write bool, f func(context.Context, pb.K
 // Get reads a key linearizably. kv is nil if the key does not exist.
 func (db *DB) Get(ctx context.Context, key []byte) (*pb.KeyValue, error) {
 	var resp *pb.GetResponse
-	err := db.call(ctx, false, func(ctx context.Context, c pb.KVClient) (err error) {
-		resp, err = c.Get(ctx, &pb.GetRequest{Key: key})
-		return err
+	err := db.call(ctx, key, false, func(ctx context.Context, c pb.KVClient) (*pb.ResponseHeader, error) {
+		r, err := c.Get(ctx, &pb.GetRequest{Key: key})
+		resp = r
+		return r.GetHeader(), err
 	})
 	if err != nil {
 		return nil, err
@@ -145,9 +238,10 @@ func (db *DB) Put(ctx context.Context, key, value []byte) (*pb.KeyValue, error) 
 // FailedPrecondition status.
 func (db *DB) PutRequest(ctx context.Context, req *pb.PutRequest) (*pb.KeyValue, error) {
 	var resp *pb.PutResponse
-	err := db.call(ctx, true, func(ctx context.Context, c pb.KVClient) (err error) {
-		resp, err = c.Put(ctx, req)
-		return err
+	err := db.call(ctx, req.Key, true, func(ctx context.Context, c pb.KVClient) (*pb.ResponseHeader, error) {
+		r, err := c.Put(ctx, req)
+		resp = r
+		return r.GetHeader(), err
 	})
 	if err != nil {
 		return nil, err
@@ -158,9 +252,10 @@ func (db *DB) PutRequest(ctx context.Context, req *pb.PutRequest) (*pb.KeyValue,
 // Delete removes a key; it reports whether the key existed.
 func (db *DB) Delete(ctx context.Context, key []byte) (bool, error) {
 	var resp *pb.DeleteResponse
-	err := db.call(ctx, true, func(ctx context.Context, c pb.KVClient) (err error) {
-		resp, err = c.Delete(ctx, &pb.DeleteRequest{Key: key})
-		return err
+	err := db.call(ctx, key, true, func(ctx context.Context, c pb.KVClient) (*pb.ResponseHeader, error) {
+		r, err := c.Delete(ctx, &pb.DeleteRequest{Key: key})
+		resp = r
+		return r.GetHeader(), err
 	})
 	if err != nil {
 		return false, err
@@ -170,17 +265,24 @@ func (db *DB) Delete(ctx context.Context, key []byte) (bool, error) {
 
 // Scan reads up to limit keys (0: all) of [start, end) in order, following
 // continuation tokens across ranges.
+//
+// Each page goes to the leader of the range holding where it starts (the
+// start key, then the last key of the previous page), which serves its own
+// range and forwards the rest of the page range by range; the continuation
+// token stays opaque to the client.
 func (db *DB) Scan(ctx context.Context, start, end []byte, limit int) ([]*pb.KeyValue, error) {
 	var out []*pb.KeyValue
 	req := &pb.ScanRequest{Start: start, End: end}
+	at := append([]byte{}, start...) // non-nil: route by key
 	for {
 		if limit > 0 {
 			req.Limit = int64(min(limit-len(out), 1000))
 		}
 		var resp *pb.ScanResponse
-		err := db.call(ctx, false, func(ctx context.Context, c pb.KVClient) (err error) {
-			resp, err = c.Scan(ctx, req)
-			return err
+		err := db.call(ctx, at, false, func(ctx context.Context, c pb.KVClient) (*pb.ResponseHeader, error) {
+			r, err := c.Scan(ctx, req)
+			resp = r
+			return nil, err // a scan may span ranges: its answer has no header
 		})
 		if err != nil {
 			return nil, err
@@ -190,16 +292,64 @@ func (db *DB) Scan(ctx context.Context, start, end []byte, limit int) ([]*pb.Key
 			return out, nil
 		}
 		req.Continuation = resp.Continuation
+		if len(resp.Kvs) > 0 {
+			at = resp.Kvs[len(resp.Kvs)-1].Key
+		}
 	}
 }
 
 // Commit runs one etcd-style transaction (compares, success and failure
 // branches) atomically across ranges.
+//
+// Any node coordinates a transaction. One whose keys all lie in one range
+// (as far as the range cache knows) goes to that range's leader, which runs
+// it as a single Raft command with no forwarding. Others go to the seed
+// endpoints in turn: the coordinator of a multi-range transaction talks to
+// several leaders anyway, and spreading coordinators keeps a node's crash
+// from stranding the locks of every transaction that touches the ranges it
+// leads (they would wait out the transaction expiry).
 func (db *DB) Commit(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	var resp *pb.TxnResponse
-	err := db.call(ctx, true, func(ctx context.Context, c pb.KVClient) (err error) {
-		resp, err = c.Txn(ctx, req)
-		return err
+	err := db.call(ctx, db.singleRangeKey(ctx, req), true, func(ctx context.Context, c pb.KVClient) (*pb.ResponseHeader, error) {
+		r, err := c.Txn(ctx, req)
+		resp = r
+		return nil, err // the header names the coordinator, not a leader
 	})
 	return resp, err
+}
+
+// singleRangeKey returns a key of req if all its keys lie in one range of
+// the cache (looked up if need be), or nil.
+func (db *DB) singleRangeKey(ctx context.Context, req *pb.TxnRequest) []byte {
+	var keys [][]byte
+	for _, c := range req.Compare {
+		keys = append(keys, c.Key)
+	}
+	for _, ops := range [][]*pb.RequestOp{req.Success, req.Failure} {
+		for _, op := range ops {
+			switch {
+			case op.GetGet() != nil:
+				keys = append(keys, op.GetGet().Key)
+			case op.GetPut() != nil:
+				keys = append(keys, op.GetPut().Key)
+			case op.GetDelete() != nil:
+				keys = append(keys, op.GetDelete().Key)
+			}
+		}
+	}
+	if len(keys) == 0 || keys[0] == nil {
+		return nil
+	}
+	e, ok := db.cache.get(keys[0])
+	if !ok {
+		if e, ok = db.lookup(ctx, keys[0]); !ok {
+			return nil
+		}
+	}
+	for _, k := range keys[1:] {
+		if !e.contains(k) {
+			return nil
+		}
+	}
+	return keys[0]
 }

@@ -12,10 +12,25 @@
 //	})
 //
 // Any node accepts any request and forwards it to the leader of the key's
-// range. The client spreads requests over its endpoints and retries a
-// request on another endpoint only when that cannot apply it twice: reads on
-// any Unavailable answer, writes only when the node refused before doing
-// anything (a RoutingError detail) or the connection never came up.
+// range, but the client saves that hop: it keeps a cache of range
+// descriptors and their leaders (filled by the placement service's Lookup on
+// a miss) and sends Get, Put and Delete straight to the leader's address,
+// over connections made on first use and shared. The configured endpoints
+// are seeds: lookups go to them, and so does any request whose leader is
+// unknown or unreachable (the node forwards it). Every answer corrects the
+// cache: a response header names the node and range that served the
+// request, and a RoutingError (not leader, wrong range, no leader) carries
+// the leader and, after a split or a replica change, the new descriptor.
+// Scans go to the leader of the range they start in, which forwards the rest
+// range by range; a transaction within one range goes to its leader, others
+// to the seeds in turn.
+//
+// Retries never apply a write twice. A request is sent only on a connection
+// that is up, so one that could not be sent goes elsewhere, write or not.
+// Once sent, a read is retried on any Unavailable answer, a write only when
+// the node refused it before doing anything (a RoutingError detail). Retries
+// back off with jitter, and all of a call's tries share Config.RequestTimeout
+// (or the caller's deadline).
 //
 // Interactive transactions (Txn) read through the cluster, buffer their
 // writes, and commit with one multi-range transaction that compares every

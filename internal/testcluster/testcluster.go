@@ -37,6 +37,9 @@ type Options struct {
 	// ManualPlacement stops placement from moving anything (for tests that
 	// move replicas by hand).
 	ManualPlacement bool
+	// TxnExpiry is how long a transaction record may go without a heartbeat
+	// (default 1s here, so tests that kill a coordinator do not wait 5s).
+	TxnExpiry time.Duration
 }
 
 // Cluster is a set of in-process nodes.
@@ -62,6 +65,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	if opts.HeartbeatInterval == 0 {
 		opts.HeartbeatInterval = 100 * time.Millisecond
+	}
+	if opts.TxnExpiry == 0 {
+		opts.TxnExpiry = time.Second
 	}
 	c := &Cluster{
 		t: t, opts: opts, dir: t.TempDir(),
@@ -100,6 +106,7 @@ func (c *Cluster) startNode(id uint64, lis net.Listener, joinAddr string) {
 		HeartbeatInterval:    c.opts.HeartbeatInterval,
 		DeadTimeout:          c.opts.DeadTimeout,
 		ManualPlacement:      c.opts.ManualPlacement,
+		TxnExpiry:            c.opts.TxnExpiry,
 		InitialRanges:        c.opts.InitialRanges,
 		TickInterval:         c.opts.TickInterval,
 		LogTruncateThreshold: c.opts.LogTruncateThreshold,
