@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 PROTOC_VERSION             := 3.21.12
 
-.PHONY: build test test-short test-race test-long demo proto proto-tools lint clean docker test-deploy bench-ranges
+.PHONY: build test test-short test-race test-long demo proto proto-tools lint clean docker test-deploy bench bench-ranges
 
 build:
 	$(GO) build -o $(BIN)/raftrix ./cmd/raftrix
@@ -42,6 +42,11 @@ docker:
 # Prints SKIP where no Docker engine runs.
 test-deploy:
 	deploy/test.sh
+
+# The benchmark suite against local RaftrixDB and (if built, see
+# bench/ETCD.md) etcd clusters, side by side; about 7 minutes.
+bench:
+	./scripts/bench.sh $(BENCH_FLAGS)
 
 # 10,000 ranges on 3 local processes: idle CPU and RSS per node, and the
 # time to re-elect every range led by a node killed with -9.

@@ -14,8 +14,9 @@ import (
 )
 
 // TestBenchAgainstCluster runs the bench command, as a user would, against
-// an in-process 3-node cluster with 16 ranges: kv at 50% reads and YCSB A,
-// two seconds each.
+// an in-process 3-node cluster with 16 ranges: kv at 50% reads, YCSB A,
+// transactions in one range and across four, and the bank, two seconds
+// each.
 func TestBenchAgainstCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
@@ -28,17 +29,23 @@ func TestBenchAgainstCluster(t *testing.T) {
 	}
 	endpoints := strings.Join([]string{c.Addr(1), c.Addr(2), c.Addr(3)}, ",")
 	for _, tc := range []struct {
-		name string
-		args []string
-		ops  []string
+		name, label string
+		args        []string
+		ops         []string
 	}{
-		{"kv", []string{"kv", "--read-fraction", "0.5"}, []string{"read", "update"}},
-		{"ycsb-A", []string{"ycsb", "--workload", "A"}, []string{"read", "update"}},
+		{"kv", "", []string{"kv", "--read-fraction", "0.5"}, []string{"read", "update"}},
+		{"ycsb-A", "", []string{"ycsb", "--workload", "A"}, []string{"read", "update"}},
+		{"txn", "txn-1range", []string{"txn", "--keys-per-txn", "4", "--ranges-per-txn", "1", "--ranges", "16"}, []string{"txn"}},
+		{"txn", "txn-4range", []string{"txn", "--keys-per-txn", "4", "--ranges-per-txn", "4", "--ranges", "16"}, []string{"txn"}},
+		{"bank", "bank", []string{"bank", "--accounts", "100"}, []string{"transfer"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		if tc.label == "" {
+			tc.label = tc.name
+		}
+		t.Run(tc.label, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "report.json")
 			args := append(tc.args, "--endpoints", endpoints, "--clients", "8", "--conns", "3",
-				"--duration", "2s", "--keys", "1000", "--json", path)
+				"--duration", "2s", "--keys", "1000", "--json", path, "--label", tc.label)
 			var stdout, stderr bytes.Buffer
 			cmd := bench.NewCommand(&stdout, &stderr)
 			cmd.SetArgs(args)
@@ -50,7 +57,7 @@ func TestBenchAgainstCluster(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Workload != tc.name || rep.Driver != "raftrix" || rep.Clients != 8 || rep.Conns != 3 {
+			if rep.Workload != tc.name || rep.Label != tc.label || rep.Driver != "raftrix" || rep.Clients != 8 || rep.Conns != 3 {
 				t.Errorf("report header: %+v", rep)
 			}
 			if rep.Total.Count == 0 || rep.Total.Errors != 0 {
@@ -70,6 +77,16 @@ func TestBenchAgainstCluster(t *testing.T) {
 			}
 			if !strings.Contains(stdout.String(), "p99.9(ms)") || !strings.Contains(stderr.String(), "ops/s") {
 				t.Errorf("missing table or live line:\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			}
+			if strings.Contains(stderr.String(), "warning") {
+				t.Errorf("warnings:\n%s", stderr.String())
+			}
+			if tc.name == "bank" {
+				if b := rep.Bank; b == nil || !b.Conserved || b.Total != 100*1000 || b.Accounts != 100 {
+					t.Errorf("bank check: %+v", b)
+				}
+			} else if rep.Bank != nil {
+				t.Errorf("bank check in a %s run", tc.name)
 			}
 		})
 	}

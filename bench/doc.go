@@ -5,24 +5,33 @@
 //	raftrix bench kv   --read-fraction 0.95 --key-dist zipfian --clients 64 --duration 30s
 //	raftrix bench ycsb --workload A --rate 5000 --warmup 5s --json out.json
 //	raftrix bench ycsb --workload B --driver etcd --endpoints 127.0.0.1:2379,127.0.0.1:22379
+//	raftrix bench txn  --keys-per-txn 4 --ranges-per-txn 4 --ranges 64 --clients 64
+//	raftrix bench bank --accounts 1000 --clients 32
+//	raftrix bench summary results/
+//
+// scripts/bench.sh runs the standard suite against fresh local RaftrixDB and
+// etcd clusters; BENCHMARKS.md has its results.
 //
 // # Pieces
 //
 //   - A Spec (workload.go) is an operation mix (read, update, insert, scan,
-//     read-modify-write) over a key space with a key distribution. The kv
-//     workload (workload_kv.go) and the YCSB core workloads A–F
-//     (workload_ycsb.go) are both Specs, so every workload runs unchanged
-//     on every driver.
-//   - A Driver (driver.go) is the five operations a workload needs. The
-//     raftrix driver speaks the KV gRPC service; the etcd driver uses
-//     go.etcd.io/etcd/client/v3. Both send the same bytes for the same key
-//     and value, and both read linearizably.
+//     read-modify-write, transaction, transfer) over a key space with a key
+//     distribution. The kv workload (workload_kv.go), the YCSB core
+//     workloads A–F (workload_ycsb.go), the txn workload (workload_txn.go)
+//     and the bank (workload_bank.go) are all Specs, so every workload runs
+//     unchanged on every driver.
+//   - A Driver (driver.go) is the five operations a workload needs; a
+//     TxnDriver adds the multi-key transaction of txn and bank. The raftrix
+//     driver speaks the KV gRPC service (one KV.Txn per transaction); the
+//     etcd driver uses go.etcd.io/etcd/client/v3 (one Txn). Both send the
+//     same bytes for the same key and value, and both read linearizably.
 //   - The runner (runner.go) runs --clients workers over --conns
 //     connections, for --duration or --total operations, closed loop or at a
 //     fixed --rate, and records every operation in a recorder.
 //   - The report (report.go) turns the recorder's histograms into a live
 //     line per second (stderr), a final table (stdout) and, with --json, a
-//     JSON file (see Report).
+//     JSON file (see Report); summary.go puts several such files side by
+//     side, RaftrixDB beside etcd.
 //
 // # Keys
 //
@@ -36,7 +45,15 @@
 // prefix spreads the keys evenly over 0..65535 whatever their number, and
 // consecutive (and so the hottest zipfian) indices land far apart. Scans
 // start at a chosen key and read the next keys in byte order, which is
-// hashed order, as YCSB does with insertorder=hashed.
+// hashed order, as YCSB does with insertorder=hashed. No prefix is 0xFFFF:
+// RaftrixDB reserves keys starting 0xFF 0xFF for its system range.
+//
+// The txn workload controls which range each key lands in with the same
+// trick (keys_ranges.go): its key i is [a prefix inside range i mod R]
+// ["txn-"][i], for a cluster of R evenly split initial ranges (--ranges),
+// so a transaction picks N ranges and then keys inside them. The bank's
+// accounts are hashed like the kv keys but tagged "acct". The tags keep the
+// workloads' keys apart on a shared cluster.
 //
 // # Latency and coordinated omission
 //
@@ -55,8 +72,10 @@
 //
 // Operations that fail are counted by gRPC code name and kept out of the
 // latency histograms; nothing is retried during the measured run. A
-// read-modify-write whose compare-and-set loses to a concurrent writer is a
-// conflict, not an error; a read of a missing key is a miss, not an error.
+// read-modify-write, transaction or transfer whose compares lose to a
+// concurrent writer is a conflict, not an error; a read of a missing key is
+// a miss, not an error. The bank checks after the run that the accounts'
+// total is what it started as, and the command fails if not.
 //
 // The command is `raftrix bench`; ETCD.md shows how to start a local etcd
 // cluster to compare against.

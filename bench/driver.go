@@ -33,6 +33,33 @@ type Driver interface {
 	Close() error
 }
 
+// TxnDriver is a Driver that also runs the txn and bank workloads'
+// multi-key operations, each as one transaction of the store (RaftrixDB's
+// KV.Txn, an etcd Txn). Both drivers are TxnDrivers.
+type TxnDriver interface {
+	Driver
+	// GetValue is Get that also returns the value, which the caller owns.
+	GetValue(ctx context.Context, key []byte) (value []byte, modRev int64, found bool, err error)
+	// CompareAndPutAll is one transaction: if every keys[i] still has mod
+	// revision expect[i] (0 meaning absent), put values[i] to keys[i] for
+	// every i; otherwise write nothing and read every key. With read, the
+	// successful branch also reads each key just before writing it (a
+	// read-compare-write of every key). A nil expect means no compares: the
+	// puts always happen. Keys must be distinct.
+	CompareAndPutAll(ctx context.Context, keys, values [][]byte, expect []int64, read bool) (TxnResult, error)
+}
+
+// TxnResult is how a CompareAndPutAll went.
+type TxnResult struct {
+	// Succeeded is true when every compare held and the puts were applied.
+	Succeeded bool
+	// Revision is, on success, the mod revision every put key now has.
+	Revision int64
+	// ModRevs are, on failure, the keys' current mod revisions (0 for an
+	// absent key), in the order of the keys.
+	ModRevs []int64
+}
+
 // DriverConfig says how a driver connects.
 type DriverConfig struct {
 	// Endpoints are HOST:PORT addresses of the store's nodes.

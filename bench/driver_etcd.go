@@ -19,7 +19,7 @@ type etcdDriver struct {
 	next    atomic.Uint64
 }
 
-var _ Driver = (*etcdDriver)(nil)
+var _ TxnDriver = (*etcdDriver)(nil)
 
 func openEtcd(cfg DriverConfig) (*etcdDriver, error) {
 	d := &etcdDriver{}
@@ -82,6 +82,47 @@ func (d *etcdDriver) Scan(ctx context.Context, start []byte, limit int) (int, er
 		return 0, err
 	}
 	return len(resp.Kvs), nil
+}
+
+func (d *etcdDriver) GetValue(ctx context.Context, key []byte) ([]byte, int64, bool, error) {
+	resp, err := d.client().Get(ctx, string(key))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, 0, false, err
+	}
+	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, true, nil
+}
+
+// CompareAndPutAll is one etcd Txn with the same compares and operations
+// as the raftrix driver's KV.Txn. etcd's default --max-txn-ops of 128
+// bounds each branch, which maxKeysPerTxn respects.
+func (d *etcdDriver) CompareAndPutAll(ctx context.Context, keys, values [][]byte, expect []int64, read bool) (TxnResult, error) {
+	var cmps []clientv3.Cmp
+	var then, els []clientv3.Op
+	for i, key := range keys {
+		k := string(key)
+		if expect != nil {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", expect[i]))
+			els = append(els, clientv3.OpGet(k))
+		}
+		if read {
+			then = append(then, clientv3.OpGet(k))
+		}
+		then = append(then, clientv3.OpPut(k, string(values[i])))
+	}
+	resp, err := d.client().Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err != nil {
+		return TxnResult{}, err
+	}
+	if resp.Succeeded {
+		return TxnResult{Succeeded: true, Revision: resp.Header.Revision}, nil
+	}
+	res := TxnResult{ModRevs: make([]int64, len(keys))}
+	for i, r := range resp.Responses {
+		if kvs := r.GetResponseRange().GetKvs(); i < len(keys) && len(kvs) > 0 {
+			res.ModRevs[i] = kvs[0].ModRevision
+		}
+	}
+	return res, nil
 }
 
 func (d *etcdDriver) Close() error {

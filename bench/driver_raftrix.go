@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -23,7 +25,7 @@ type raftrixDriver struct {
 	next    atomic.Uint64
 }
 
-var _ Driver = (*raftrixDriver)(nil)
+var _ TxnDriver = (*raftrixDriver)(nil)
 
 func openRaftrix(cfg DriverConfig) (*raftrixDriver, error) {
 	d := &raftrixDriver{}
@@ -104,6 +106,65 @@ func (d *raftrixDriver) Scan(ctx context.Context, start []byte, limit int) (int,
 		req.Continuation = resp.Continuation
 		req.Limit = int64(limit - n)
 	}
+}
+
+func (d *raftrixDriver) GetValue(ctx context.Context, key []byte) ([]byte, int64, bool, error) {
+	resp, err := d.client().Get(ctx, &pb.GetRequest{Key: key})
+	if err != nil || !resp.Found {
+		return nil, 0, false, err
+	}
+	return resp.GetKv().GetValue(), resp.GetKv().GetModRevision(), true, nil
+}
+
+// CompareAndPutAll is one KV.Txn: a MOD_REVISION EQUAL compare per key,
+// then the (get and) put of every key, or else a get of every key. The
+// node that receives it coordinates it: one Raft command when the keys lie
+// in one range, two-phase commit otherwise.
+func (d *raftrixDriver) CompareAndPutAll(ctx context.Context, keys, values [][]byte, expect []int64, read bool) (TxnResult, error) {
+	req := &pb.TxnRequest{}
+	for i, k := range keys {
+		if expect != nil {
+			req.Compare = append(req.Compare, &pb.Compare{Key: k, Target: pb.Compare_MOD_REVISION, Result: pb.Compare_EQUAL, ModRevision: expect[i]})
+			req.Failure = append(req.Failure, &pb.RequestOp{Request: &pb.RequestOp_Get{Get: &pb.GetRequest{Key: k}}})
+		}
+		if read {
+			req.Success = append(req.Success, &pb.RequestOp{Request: &pb.RequestOp_Get{Get: &pb.GetRequest{Key: k}}})
+		}
+		req.Success = append(req.Success, &pb.RequestOp{Request: &pb.RequestOp_Put{Put: &pb.PutRequest{Key: k, Value: values[i]}}})
+	}
+	resp, err := d.client().Txn(ctx, req)
+	if err != nil {
+		return TxnResult{}, err
+	}
+	if resp.Succeeded {
+		return TxnResult{Succeeded: true, Revision: resp.Revision}, nil
+	}
+	res := TxnResult{ModRevs: make([]int64, len(keys))}
+	for i, r := range resp.Responses {
+		if i < len(keys) {
+			res.ModRevs[i] = r.GetGet().GetKv().GetModRevision() // 0 when not found
+		}
+	}
+	return res, nil
+}
+
+// userRangeStarts returns the start keys of the user ranges that the
+// first endpoint's node holds, in order, the first range's empty start
+// left out.
+func (d *raftrixDriver) userRangeStarts(ctx context.Context) ([][]byte, error) {
+	resp, err := pb.NewAdminClient(d.conns[0]).ListRanges(ctx, &pb.ListRangesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var starts [][]byte
+	for _, r := range resp.Ranges {
+		k := r.GetDescriptor_().GetStartKey()
+		if len(k) > 0 && bytes.Compare(k, []byte{0xff, 0xff}) < 0 {
+			starts = append(starts, k)
+		}
+	}
+	slices.SortFunc(starts, bytes.Compare)
+	return starts, nil
 }
 
 func (d *raftrixDriver) Close() error {

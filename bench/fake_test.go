@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -15,13 +16,19 @@ type memDriver struct {
 	// bumpOnRead makes every Get followed by a write of another client.
 	bumpOnRead bool
 
+	// tornTxns makes CompareAndPutAll write only its first key: a store
+	// that breaks atomicity, for the bank's check.
+	tornTxns bool
+
 	mu     sync.Mutex
 	rev    int64
-	kvs    map[string]int64 // key -> mod revision
+	kvs    map[string]int64  // key -> mod revision
+	vals   map[string][]byte // key -> value; nil until a write
 	starts []time.Time
+	txns   int
 }
 
-var _ Driver = (*memDriver)(nil)
+var _ TxnDriver = (*memDriver)(nil)
 
 func newMemDriver() *memDriver { return &memDriver{kvs: map[string]int64{}} }
 
@@ -59,9 +66,62 @@ func (d *memDriver) Put(ctx context.Context, key, value []byte) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.putLocked(key, value)
+	return nil
+}
+
+func (d *memDriver) putLocked(key, value []byte) {
 	d.rev++
 	d.kvs[string(key)] = d.rev
-	return nil
+	if d.vals == nil {
+		d.vals = map[string][]byte{}
+	}
+	d.vals[string(key)] = append([]byte(nil), value...)
+}
+
+func (d *memDriver) GetValue(ctx context.Context, key []byte) ([]byte, int64, bool, error) {
+	found, rev, err := d.Get(ctx, key)
+	if err != nil || !found {
+		return nil, 0, false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]byte(nil), d.vals[string(key)]...), rev, true, nil
+}
+
+func (d *memDriver) CompareAndPutAll(ctx context.Context, keys, values [][]byte, expect []int64, read bool) (TxnResult, error) {
+	if err := d.begin(ctx); err != nil {
+		return TxnResult{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.txns++
+	seen := map[string]bool{}
+	for i, k := range keys {
+		if seen[string(k)] {
+			return TxnResult{}, fmt.Errorf("key %q twice in one transaction", k)
+		}
+		seen[string(k)] = true
+		if expect != nil && d.kvs[string(k)] != expect[i] {
+			res := TxnResult{ModRevs: make([]int64, len(keys))}
+			for j, k := range keys {
+				res.ModRevs[j] = d.kvs[string(k)]
+			}
+			return res, nil
+		}
+	}
+	d.rev++
+	if d.vals == nil {
+		d.vals = map[string][]byte{}
+	}
+	for i, k := range keys {
+		d.kvs[string(k)] = d.rev
+		d.vals[string(k)] = append([]byte(nil), values[i]...)
+		if d.tornTxns {
+			break
+		}
+	}
+	return TxnResult{Succeeded: true, Revision: d.rev}, nil
 }
 
 func (d *memDriver) CompareAndPut(ctx context.Context, key, value []byte, expected int64) (bool, error) {

@@ -21,17 +21,32 @@ const (
 // over the 64-bit space (Fibonacci hashing).
 const fibHash = 11400714819323198485
 
-// keyPrefix returns the two leading bytes of key i, spread uniformly over
-// 0..65535.
-func keyPrefix(i uint64) uint16 { return uint16((i * fibHash) >> 48) }
+// maxKeyPrefix is the largest prefix a benchmark key may have: RaftrixDB
+// reserves keys starting with 0xFF 0xFF for its system range and refuses
+// them to clients.
+const maxKeyPrefix = 0xFFFE
 
-// appendKey appends key i, keySize bytes long, to dst. An index with more
-// digits than keySize leaves room for makes a longer key rather than a
-// wrong one; checkKeySpace refuses a starting key space that would.
+// keyPrefix returns the two leading bytes of key i, spread uniformly over
+// 0..maxKeyPrefix. One hash in 65536 would land on the reserved 0xFFFF
+// (the first is i = 46368); those keys take 0xFFFE instead, still unique by
+// their index digits.
+func keyPrefix(i uint64) uint16 { return min(uint16((i*fibHash)>>48), maxKeyPrefix) }
+
+// appendKey appends key i of the kv and ycsb workloads, keySize bytes
+// long, to dst. An index with more digits than keySize leaves room for
+// makes a longer key rather than a wrong one; checkKeySpace refuses a
+// starting key space that would.
 func appendKey(dst []byte, i uint64, keySize int) []byte {
-	p := keyPrefix(i)
+	return appendTaggedKey(dst, keyPrefix(i), keyTag, i, keySize)
+}
+
+// appendTaggedKey appends [prefix][tag][i, zero-padded] to dst, keySize
+// bytes long when i fits. Every tag is len(keyTag) bytes, so all workloads
+// share checkKeySpace; workloads use different tags so that their keys
+// never collide on one cluster.
+func appendTaggedKey(dst []byte, p uint16, tag string, i uint64, keySize int) []byte {
 	dst = append(dst, byte(p>>8), byte(p))
-	dst = append(dst, keyTag...)
+	dst = append(dst, tag...)
 	width := keySize - keyPrefixLen - len(keyTag)
 	var digits [20]byte
 	n := len(digits)

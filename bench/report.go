@@ -157,12 +157,16 @@ func (r *recorder) totals() [numOps]*opStats {
 // --json writes. Latencies are in microseconds, rates in operations per
 // second over the measured time (warmup excluded).
 type Report struct {
-	Workload   string   `json:"workload"`    // e.g. "kv", "ycsb-A"
-	Driver     string   `json:"driver"`      // raftrix or etcd
-	Endpoints  []string `json:"endpoints"`   // as given
-	Clients    int      `json:"clients"`     // concurrent workers
-	Conns      int      `json:"conns"`       // connections
-	TargetRate float64  `json:"target_rate"` // ops/s; 0 is closed loop
+	Workload string `json:"workload"` // e.g. "kv", "ycsb-A", "txn", "bank"
+	// Label names the run for summaries (--label), e.g. "kv-read95";
+	// empty when not given.
+	Label      string   `json:"label,omitempty"`
+	Params     string   `json:"params,omitempty"` // the workload's own knobs, e.g. "keys-per-txn=4 ranges-per-txn=4 ranges=64"
+	Driver     string   `json:"driver"`           // raftrix or etcd
+	Endpoints  []string `json:"endpoints"`        // as given
+	Clients    int      `json:"clients"`          // concurrent workers
+	Conns      int      `json:"conns"`            // connections
+	TargetRate float64  `json:"target_rate"`      // ops/s; 0 is closed loop
 	Seed       uint64   `json:"seed"`
 	// Start is when the run (its warmup included) began.
 	Start           time.Time `json:"start"`
@@ -175,15 +179,17 @@ type Report struct {
 	// latencies of the operations that did start include their queueing.
 	Unstarted int64 `json:"unstarted"`
 	// Ops has one entry per operation type that ran, in the order read,
-	// update, insert, scan, rmw.
+	// update, insert, scan, rmw, txn, transfer.
 	Ops []OpReport `json:"ops"`
 	// Total sums every operation type.
 	Total OpReport `json:"total"`
+	// Bank is the bank workload's audit after the run.
+	Bank *BankCheck `json:"bank,omitempty"`
 }
 
 // OpReport is the result for one operation type, or for all of them.
 type OpReport struct {
-	Op string `json:"op"` // read, update, insert, scan, rmw or total
+	Op string `json:"op"` // read, update, insert, scan, rmw, txn, transfer or total
 	// Count is the operations that completed without error; misses and
 	// conflicts are among them.
 	Count     int64   `json:"count"`
@@ -194,8 +200,9 @@ type OpReport struct {
 	ErrorsByCode map[string]int64 `json:"errors_by_code,omitempty"`
 	// Misses are reads (and read-modify-writes) that found no key.
 	Misses int64 `json:"misses"`
-	// Conflicts are read-modify-writes whose compare-and-set failed
-	// because the key changed in between.
+	// Conflicts are read-modify-writes, transactions and transfers whose
+	// compares failed because a key changed after it was read; they wrote
+	// nothing.
 	Conflicts int64 `json:"conflicts"`
 	// LatencyUs summarises the latencies of Count operations.
 	LatencyUs Latency `json:"latency_us"`
@@ -261,8 +268,12 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if rep.TargetRate > 0 {
 		mode = fmt.Sprintf("open loop at %g ops/s", rep.TargetRate)
 	}
+	name := rep.Workload
+	if rep.Params != "" {
+		name += " (" + rep.Params + ")"
+	}
 	fmt.Fprintf(w, "%s on %s: %d clients, %d conns, %s; %.1fs measured after %.1fs warmup\n",
-		rep.Workload, rep.Driver, rep.Clients, rep.Conns, mode, rep.MeasuredSeconds, rep.WarmupSeconds)
+		name, rep.Driver, rep.Clients, rep.Conns, mode, rep.MeasuredSeconds, rep.WarmupSeconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	rows := append(append([]OpReport(nil), rep.Ops...), rep.Total)
 	width := len("op")
@@ -289,12 +300,20 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			notes = append(notes, fmt.Sprintf("%s misses (key not found): %d", r.Op, r.Misses))
 		}
 		if r.Conflicts > 0 {
-			notes = append(notes, fmt.Sprintf("%s conflicts (compare-and-set lost a race): %d", r.Op, r.Conflicts))
+			notes = append(notes, fmt.Sprintf("%s conflicts (compare-and-set lost a race): %d (%.1f%%)", r.Op, r.Conflicts, 100*float64(r.Conflicts)/float64(r.Count)))
 		}
 	}
 	if rep.Unstarted > 0 {
 		notes = append(notes, fmt.Sprintf("warning: %d scheduled operations never started: %d clients could not keep up with %g ops/s; raise --clients or lower --rate",
 			rep.Unstarted, rep.Clients, rep.TargetRate))
+	}
+	if b := rep.Bank; b != nil {
+		verdict := "conserved"
+		if !b.Conserved {
+			verdict = "NOT CONSERVED"
+		}
+		notes = append(notes, fmt.Sprintf("bank: %d accounts hold %d, want %d (%d negative; totals per pass %v): %s",
+			b.Accounts, b.Total, b.Want, b.Negative, b.Totals, verdict))
 	}
 	for _, n := range notes {
 		if _, err := fmt.Fprintln(w, n); err != nil {

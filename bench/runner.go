@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,9 @@ func Run(ctx context.Context, cfg RunConfig, spec Spec, d Driver) (*Report, erro
 	}
 	wl, err := newWorkload(spec, cfg.Seed)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDriverFor(spec, d); err != nil {
 		return nil, err
 	}
 	if cfg.LiveInterval <= 0 {
@@ -239,10 +243,30 @@ func (r *run) live(start time.Time, done <-chan struct{}) {
 	}
 }
 
-// Load writes keys 0..spec.Keys-1 once each, with cfg.Clients workers in a
-// closed loop, unmeasured, so that reads of the run find them. It retries
-// an operation that failed with Unavailable (a leader election) a few
-// times and gives up on any other error.
+// checkDriverFor refuses a driver that cannot run spec's operations.
+func checkDriverFor(spec Spec, d Driver) error {
+	if _, ok := d.(TxnDriver); spec.needsTxn() && !ok {
+		return fmt.Errorf("workload %s needs transactions, which this driver (%T) does not run", spec.Name, d)
+	}
+	return nil
+}
+
+// loadMinClients is the fewest writers Load uses, so that loading for a
+// single-client latency run does not take a write round trip per key.
+const loadMinClients = 64
+
+// loadBatch is how many keys of one range the txn workload's load writes
+// per transaction (a single Raft command on RaftrixDB).
+const loadBatch = 16
+
+// Load writes keys 0..spec.Keys-1 once each, with cfg.Clients workers (at
+// least loadMinClients) in a closed loop, unmeasured, so that reads of the
+// run find them: a random value, the bank's accounts their initial balance;
+// the txn workload's keys loadBatch keys of one range per transaction,
+// which tells their revision. Every load write is a blind put, which may
+// apply twice, so a write that failed with Unavailable (a leader election)
+// or DeadlineExceeded (an overloaded store) is retried a few times; any
+// other error ends the load.
 func Load(ctx context.Context, cfg RunConfig, spec Spec, d Driver) error {
 	wl, err := newWorkload(spec, cfg.Seed)
 	if err != nil {
@@ -251,12 +275,17 @@ func Load(ctx context.Context, cfg RunConfig, spec Spec, d Driver) error {
 	if cfg.Clients < 1 {
 		return fmt.Errorf("--clients must be at least 1, got %d", cfg.Clients)
 	}
+	if err := checkDriverFor(spec, d); err != nil {
+		return err
+	}
+	cfg.Clients = max(cfg.Clients, loadMinClients)
 	if cfg.LiveInterval <= 0 {
 		cfg.LiveInterval = time.Second
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next, loaded atomic.Uint64
+	units := wl.loadUnits()
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Clients; i++ {
 		wg.Add(1)
@@ -264,15 +293,16 @@ func Load(ctx context.Context, cfg RunConfig, spec Spec, d Driver) error {
 			defer wg.Done()
 			wk := wl.newWorker(i)
 			for ctx.Err() == nil {
-				k := next.Add(1) - 1
-				if k >= spec.Keys {
+				u := next.Add(1) - 1
+				if u >= units {
 					return
 				}
-				if err := loadOne(ctx, cfg.Timeout, d, wk.keyAt(k), wl.values.value(wk.rng)); err != nil {
-					cancel(fmt.Errorf("load key %d: %w", k, err))
+				n, err := wl.loadUnit(ctx, cfg.Timeout, d, wk, u)
+				if err != nil {
+					cancel(fmt.Errorf("load: %w", err))
 					return
 				}
-				loaded.Add(1)
+				loaded.Add(n)
 			}
 		}()
 	}
@@ -299,16 +329,82 @@ func Load(ctx context.Context, cfg RunConfig, spec Spec, d Driver) error {
 	}
 }
 
-func loadOne(ctx context.Context, timeout time.Duration, d Driver, key, value []byte) error {
+// loadUnits is the number of units of work of the load: keys, or batches
+// of keys of one range for the txn workload. Batch u holds range u mod
+// --ranges, some of them none.
+func (wl *workload) loadUnits() uint64 {
+	if wl.spec.Txn == 0 {
+		return wl.spec.Keys
+	}
+	perRange := wl.layout.keysIn(0, wl.spec.Keys) // range 0 holds the most
+	return uint64(wl.spec.Ranges) * ((perRange + loadBatch - 1) / loadBatch)
+}
+
+// loadUnit writes unit u of the load with worker wk's buffers and returns
+// how many keys it wrote.
+func (wl *workload) loadUnit(ctx context.Context, timeout time.Duration, d Driver, wk *worker, u uint64) (uint64, error) {
+	switch {
+	case wl.spec.Txn > 0:
+		r := wl.layout.rangeOf(u)
+		j0, j1 := (u/uint64(wl.spec.Ranges))*loadBatch, wl.layout.keysIn(r, wl.spec.Keys)
+		j1 = min(j1, j0+loadBatch)
+		if j0 >= j1 {
+			return 0, nil
+		}
+		m := &wk.multi
+		m.idx = m.idx[:0]
+		for j := j0; j < j1; j++ {
+			m.idx = append(m.idx, wl.layout.index(r, j))
+		}
+		m.setKeys(wl)
+		for j := range m.values {
+			m.values[j] = wl.values.value(wk.rng)
+		}
+		td := d.(TxnDriver)
+		err := retryUnavailable(ctx, timeout, func(ctx context.Context) error {
+			res, err := td.CompareAndPutAll(ctx, m.keys, m.values, nil, false)
+			if err == nil {
+				for _, i := range m.idx {
+					wl.revs.observe(i, res.Revision)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("keys %q..: %w", m.keys[0], err)
+		}
+		return uint64(len(m.idx)), nil
+	case wl.spec.Transfer > 0:
+		key := wk.keyAt(u)
+		err := retryUnavailable(ctx, timeout, func(ctx context.Context) error {
+			return d.Put(ctx, key, strconv.AppendInt(nil, bankInitialBalance, 10))
+		})
+		if err != nil {
+			return 0, fmt.Errorf("account %q: %w", key, err)
+		}
+		return 1, nil
+	}
+	key := wk.keyAt(u)
+	value := wl.values.value(wk.rng)
+	if err := retryUnavailable(ctx, timeout, func(ctx context.Context) error { return d.Put(ctx, key, value) }); err != nil {
+		return 0, fmt.Errorf("key %d: %w", u, err)
+	}
+	return 1, nil
+}
+
+// retryUnavailable runs f, each time bounded by timeout if not 0, until it
+// returns anything but Unavailable or DeadlineExceeded, at most 10 times.
+// f must be safe to apply more than once.
+func retryUnavailable(ctx context.Context, timeout time.Duration, f func(context.Context) error) error {
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
 		octx, cancel := ctx, context.CancelFunc(func() {})
 		if timeout > 0 {
 			octx, cancel = context.WithTimeout(ctx, timeout)
 		}
-		err = d.Put(octx, key, value)
+		err = f(octx)
 		cancel()
-		if err == nil || errorCode(err) != codes.Unavailable.String() {
+		if c := errorCode(err); err == nil || (c != codes.Unavailable.String() && c != codes.DeadlineExceeded.String()) || ctx.Err() != nil {
 			return err
 		}
 		select {

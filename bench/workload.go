@@ -16,10 +16,12 @@ const (
 	opInsert
 	opScan
 	opRMW
+	opTxn
+	opTransfer
 	numOps
 )
 
-var opNames = [numOps]string{"read", "update", "insert", "scan", "rmw"}
+var opNames = [numOps]string{"read", "update", "insert", "scan", "rmw", "txn", "transfer"}
 
 func (k opKind) String() string { return opNames[k] }
 
@@ -30,8 +32,10 @@ type Spec struct {
 	Name string
 	// Proportions of reads (Get), updates (Put of an existing key), inserts
 	// (Put of a new key), scans (a short ordered read from a chosen key) and
-	// read-modify-writes (Get, then Put compared on the mod revision read).
-	Read, Update, Insert, Scan, RMW float64
+	// read-modify-writes (Get, then Put compared on the mod revision read),
+	// multi-key transactions (workload_txn.go) and bank transfers
+	// (workload_bank.go).
+	Read, Update, Insert, Scan, RMW, Txn, Transfer float64
 	// Dist picks keys: uniform, zipfian, sequential or latest.
 	Dist string
 	// Keys is the number of keys loaded before the run (indices 0..Keys-1).
@@ -41,6 +45,15 @@ type Spec struct {
 	// MaxScanLength bounds a scan's limit, drawn uniformly from
 	// 1..MaxScanLength.
 	MaxScanLength int
+	// KeysPerTxn, RangesPerTxn and Ranges shape the txn workload: each
+	// transaction touches KeysPerTxn keys spread over RangesPerTxn of the
+	// cluster's Ranges initial ranges (see keys_ranges.go). A spec with
+	// transactions uses range-placed keys for all its operations.
+	KeysPerTxn, RangesPerTxn, Ranges int
+
+	// revs is the txn workload's view of its keys' mod revisions, shared by
+	// the Load and the Run of copies of one Spec (TxnSpec makes it).
+	revs *revTable
 }
 
 // Validate reports the first problem with s, in terms of the command's flags.
@@ -52,7 +65,7 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("--value-size must not be negative, got %d", s.ValueSize)
 	}
 	sum := 0.0
-	for _, p := range []float64{s.Read, s.Update, s.Insert, s.Scan, s.RMW} {
+	for _, p := range []float64{s.Read, s.Update, s.Insert, s.Scan, s.RMW, s.Txn, s.Transfer} {
 		if p < 0 || math.IsNaN(p) {
 			return fmt.Errorf("workload %s: operation proportions must not be negative", s.Name)
 		}
@@ -69,8 +82,19 @@ func (s *Spec) Validate() error {
 	default:
 		return fmt.Errorf("unknown key distribution %q (want uniform, zipfian, sequential or latest)", s.Dist)
 	}
+	if s.Txn > 0 {
+		if err := s.validateTxn(); err != nil {
+			return err
+		}
+	}
+	if s.Transfer > 0 {
+		return s.validateBank()
+	}
 	return nil
 }
+
+// needsTxn says whether the workload needs a TxnDriver.
+func (s *Spec) needsTxn() bool { return s.Txn > 0 || s.Transfer > 0 }
 
 // workload is a Spec made ready to run: the shared key space, the shared
 // zipfian state and the value pool.
@@ -81,6 +105,11 @@ type workload struct {
 	zipf   *zipfParams
 	values *valuePool
 	seed   uint64
+	// appendKey appends key i of this workload: hashed "user" keys, "txn-"
+	// keys placed in chosen ranges, or "acct" keys of the bank.
+	appendKey func(dst []byte, i uint64) []byte
+	layout    rangeLayout // txn workload only
+	revs      *revTable   // txn workload only
 }
 
 func newWorkload(spec Spec, seed uint64) (*workload, error) {
@@ -88,7 +117,25 @@ func newWorkload(spec Spec, seed uint64) (*workload, error) {
 		return nil, err
 	}
 	w := &workload{spec: spec, ks: newKeySpace(spec.Keys), values: newValuePool(spec.ValueSize, seed), seed: seed}
-	props := [numOps]float64{opRead: spec.Read, opUpdate: spec.Update, opInsert: spec.Insert, opScan: spec.Scan, opRMW: spec.RMW}
+	switch {
+	case spec.Txn > 0:
+		w.layout = rangeLayout{ranges: spec.Ranges}
+		w.appendKey = func(dst []byte, i uint64) []byte {
+			return appendTaggedKey(dst, w.layout.prefix(i), txnKeyTag, i, spec.KeySize)
+		}
+		w.revs = spec.revs
+		if w.revs == nil {
+			w.revs = newRevTable(spec.Keys)
+		}
+	case spec.Transfer > 0:
+		w.appendKey = func(dst []byte, i uint64) []byte {
+			return appendTaggedKey(dst, keyPrefix(i), bankKeyTag, i, spec.KeySize)
+		}
+	default:
+		w.appendKey = func(dst []byte, i uint64) []byte { return appendKey(dst, i, spec.KeySize) }
+	}
+	props := [numOps]float64{opRead: spec.Read, opUpdate: spec.Update, opInsert: spec.Insert, opScan: spec.Scan, opRMW: spec.RMW,
+		opTxn: spec.Txn, opTransfer: spec.Transfer}
 	sum := 0.0
 	for _, p := range props {
 		sum += p
@@ -112,8 +159,9 @@ const (
 	outcomeOK outcome = iota
 	// outcomeMiss: a read or read-modify-write found no key.
 	outcomeMiss
-	// outcomeConflict: a read-modify-write's compare-and-set failed because
-	// the key changed after it was read.
+	// outcomeConflict: a read-modify-write's compare-and-set, a
+	// transaction's or a transfer's compares failed because a key changed
+	// after it was read.
 	outcomeConflict
 )
 
@@ -124,6 +172,8 @@ type worker struct {
 	rng    *rand.Rand
 	choose chooser
 	key    []byte // reused: drivers do not keep keys after returning
+	// multi holds the keys, values and indices of a txn or transfer.
+	multi multiKeyBuf
 }
 
 func (w *workload) newWorker(id int) *worker {
@@ -147,7 +197,7 @@ func (wk *worker) nextOp() opKind {
 }
 
 func (wk *worker) keyAt(i uint64) []byte {
-	wk.key = appendKey(wk.key[:0], i, wk.w.spec.KeySize)
+	wk.key = wk.w.appendKey(wk.key[:0], i)
 	return wk.key
 }
 
@@ -190,6 +240,23 @@ func (wk *worker) do(ctx context.Context, d Driver, k opKind) (outcome, error) {
 			return outcomeMiss, nil
 		}
 		return outcomeOK, nil
+	case opTxn:
+		return wk.txn(ctx, d.(TxnDriver))
+	case opTransfer:
+		return wk.transfer(ctx, d.(TxnDriver))
 	}
 	panic(fmt.Sprintf("unknown operation %d", k))
+}
+
+// params describes the workload's own knobs, for reports.
+func (s *Spec) params() string {
+	switch {
+	case s.Txn > 0:
+		return fmt.Sprintf("keys-per-txn=%d ranges-per-txn=%d ranges=%d keys=%d", s.KeysPerTxn, s.RangesPerTxn, s.Ranges, s.Keys)
+	case s.Transfer > 0:
+		return fmt.Sprintf("accounts=%d dist=%s", s.Keys, s.Dist)
+	case s.Name == "kv":
+		return fmt.Sprintf("read-fraction=%g dist=%s keys=%d", s.Read, s.Dist, s.Keys)
+	}
+	return fmt.Sprintf("dist=%s keys=%d", s.Dist, s.Keys)
 }

@@ -40,7 +40,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newRangeCmd(),
 		newClusterCmd(),
 		newCertCmd(),
-		bench.NewCommand(stdout, stderr),
+		benchCommand(stdout, stderr),
 	)
 	return root
 }
@@ -81,6 +81,23 @@ func (e *runError) Error() string { return e.err.Error() }
 func (e *runError) Unwrap() error { return e.err }
 
 // runE adapts a command function so that its errors are marked as runErrors.
+// benchCommand is the bench tool's command tree, with its run errors marked
+// as such (not as usage errors) like every other command's.
+func benchCommand(stdout, stderr io.Writer) *cobra.Command {
+	cmd := bench.NewCommand(stdout, stderr)
+	var wrap func(c *cobra.Command)
+	wrap = func(c *cobra.Command) {
+		if c.RunE != nil {
+			c.RunE = runE(c.RunE)
+		}
+		for _, sub := range c.Commands() {
+			wrap(sub)
+		}
+	}
+	wrap(cmd)
+	return cmd
+}
+
 func runE(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := fn(cmd, args); err != nil {
