@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 PROTOC_VERSION             := 3.21.12
 
-.PHONY: build test test-short test-race test-long demo proto proto-tools lint clean docker test-deploy bench bench-ranges
+.PHONY: build test test-short test-race test-long demo proto proto-tools lint clean docker test-deploy test-kill bench bench-ranges
 
 build:
 	$(GO) build -o $(BIN)/raftrix ./cmd/raftrix
@@ -33,6 +33,11 @@ test-long:
 # dir that is removed on Ctrl-C.
 demo:
 	$(GO) run ./cmd/raftrix demo --nodes 3 --ranges 64
+
+# 50 kill -9s of real nodes under write load; every acknowledged write must
+# survive (about 3.5 minutes).
+test-kill:
+	scripts/kill_test.sh
 
 # A FROM-scratch image with the static binary; pulls nothing.
 docker:
