@@ -106,6 +106,12 @@ type Limits struct {
 	// (default 4 MiB).
 	MaxTxnOps   int
 	MaxTxnBytes int
+	// MaxRequestSize bounds one gRPC message the node receives, from a
+	// client or a peer, and what it sends to peers (default
+	// DefaultMaxRequestSize, 32 MiB). A larger message is refused with
+	// ResourceExhausted before it is decoded. It must leave room for a
+	// transaction of MaxTxnBytes and a snapshot chunk (New checks).
+	MaxRequestSize int
 	// RequestTimeout bounds a request that has no deadline (default 10s).
 	RequestTimeout time.Duration
 }

@@ -84,6 +84,9 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Limits.checkRequestSize(); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:        cfg,
 		id:         cfg.NodeID,
@@ -123,6 +126,10 @@ func New(cfg Config) (*Node, error) {
 	}, func() float64 { return float64(len(n.activeRangeIDs())) })); err != nil {
 		return nil, err
 	}
+	if err := n.registerStateCollectors(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	n.trans = newTransport(n)
 	n.placement = placement.NewService(placement.Config{
 		Store:    placementStore{n},
@@ -141,7 +148,7 @@ func New(cfg Config) (*Node, error) {
 		LiveTimeout: 3 * cfg.HeartbeatInterval,
 		Interval:    cfg.HeartbeatInterval,
 	})
-	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry})
+	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry, Metrics: m.txn})
 	if err := n.bootstrapIfEmpty(); err != nil {
 		db.Close()
 		return nil, err
@@ -158,12 +165,13 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.lis = lis
-	n.grpc = grpc.NewServer(n.serverOptions()...)
+	n.grpc = grpc.NewServer(n.grpcServerOptions()...)
 	pb.RegisterKVServer(n.grpc, &kvServer{n: n})
 	pb.RegisterAdminServer(n.grpc, &adminServer{n: n})
 	pb.RegisterRaftServer(n.grpc, &raftServer{n: n})
 	pb.RegisterInternalServer(n.grpc, &internalServer{n: n})
 	pb.RegisterPlacementServer(n.grpc, &placementServer{n: n})
+	n.metrics.initGRPCMethods(n.grpc.GetServiceInfo())
 	if _, ok := n.peerAddr(n.id); !ok {
 		n.learnPeers([]*pb.NodeAddress{{NodeId: n.id, Addr: lis.Addr().String()}})
 	}
@@ -218,6 +226,7 @@ func (n *Node) Stop() {
 		n.grpc.Stop()
 		n.trans.stop()
 		n.sched.stop()
+		n.metrics.engine.detach()
 		if err := n.db.Close(); err != nil {
 			n.logger.Error("close engine", "error", err)
 		}

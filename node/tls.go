@@ -55,6 +55,8 @@ func (n *Node) serverOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage),
 		// Peers ping every 2s to notice dead peers (see dialOptions).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		// Stop must not close the engine under a handler still running.
+		grpc.WaitForHandlers(true),
 	}
 	if n.cfg.TLS == nil {
 		return opts

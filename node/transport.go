@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/keepalive"
 
@@ -25,6 +26,7 @@ import (
 const (
 	peerQueueSize        = 16384
 	maxMessagesPerBatch  = 512
+	maxBatchBytes        = 4 << 20
 	snapshotChunkBytes   = 1 << 20
 	maxSnapshotsInFlight = 4
 	snapshotTimeout      = 2 * time.Minute
@@ -96,7 +98,13 @@ func (n *Node) dialOptions() []grpc.DialOption {
 		// Quiesced ranges send nothing; keepalives notice a dead or cut-off
 		// peer anyway, so its ranges wake and elect (onPeerDown).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 2 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage), grpc.MaxCallSendMsgSize(maxGRPCMessage)),
+		// gRPC's default reconnect backoff grows to 2 minutes; a peer back
+		// from a long outage would stay unreachable that long.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n.cfg.Limits.requestSize()), grpc.MaxCallSendMsgSize(n.cfg.Limits.requestSize())),
 	}
 	if n.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(n.cfg.Dialer))
@@ -251,11 +259,16 @@ func (t *transport) streamTo(nodeID uint64, q chan outMsg) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		// Bound a batch by count and by bytes: appends carry up to 1 MiB of
+		// entries each, and a batch must stay well below the receiver's
+		// message size limit.
+		size := len(sent[0].msg.Message)
 	drain:
-		for len(sent) < maxMessagesPerBatch {
+		for len(sent) < maxMessagesPerBatch && size < maxBatchBytes {
 			select {
 			case m := <-q:
 				sent = append(sent, m)
+				size += len(m.msg.Message)
 			default:
 				break drain
 			}
@@ -319,6 +332,7 @@ func (t *transport) sendSnapshot(r *replica.Replica, toNode uint64, m raftpb.Mes
 }
 
 func (t *transport) streamSnapshot(r *replica.Replica, toNode uint64, m raftpb.Message) (int, error) {
+	start := time.Now()
 	snap, err := r.OpenSnapshot()
 	if err != nil {
 		return 0, err
@@ -344,10 +358,11 @@ func (t *transport) streamSnapshot(r *replica.Replica, toNode uint64, m raftpb.M
 	chunk := &pb.SnapshotChunk{Header: &pb.SnapshotHeader{
 		RangeId: r.RangeID(), FromNode: t.n.id, ToNode: toNode, Message: msgBytes, Descriptor_: snap.Descriptor,
 	}}
-	size, keys := 0, 0
+	size, keys, total := 0, 0, 0
 	err = snap.Iterate(func(k, v []byte) error {
 		chunk.Kvs = append(chunk.Kvs, &pb.EngineKV{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
 		size += len(k) + len(v)
+		total += len(k) + len(v)
 		keys++
 		if size < snapshotChunkBytes {
 			return nil
@@ -372,6 +387,7 @@ func (t *transport) streamSnapshot(r *replica.Replica, toNode uint64, m raftpb.M
 	if !resp.Applied {
 		return keys, fmt.Errorf("receiver refused snapshot: %s", resp.Error)
 	}
+	t.n.metrics.snapshotSent(start, total)
 	return keys, nil
 }
 
@@ -424,6 +440,7 @@ func (s *raftServer) Snapshot(stream pb.Raft_SnapshotServer) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	h := first.Header
 	if h == nil {
 		return stream.SendAndClose(&pb.SnapshotResponse{Error: "first snapshot chunk has no header"})
@@ -453,5 +470,6 @@ func (s *raftServer) Snapshot(stream pb.Raft_SnapshotServer) error {
 		return stream.SendAndClose(&pb.SnapshotResponse{Error: err.Error()})
 	}
 	s.n.metrics.snapshotsRecv.Inc()
+	s.n.metrics.snapshotReceived(start, kvs)
 	return stream.SendAndClose(&pb.SnapshotResponse{Applied: true})
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -147,6 +148,44 @@ func (l Limits) validateTxn(req *pb.TxnRequest) error {
 	}
 	if size > l.MaxTxnBytes {
 		return invalidf("transaction carries %d bytes of keys and values; the limit is %d", size, l.MaxTxnBytes)
+	}
+	return nil
+}
+
+// DefaultMaxRequestSize is the bound on one gRPC message when
+// Limits.MaxRequestSize is zero.
+const DefaultMaxRequestSize = maxGRPCMessage
+
+// requestSize is the bound on one gRPC message the node receives (from
+// clients and peers) or sends to its peers.
+func (l Limits) requestSize() int {
+	if l.MaxRequestSize > 0 {
+		return l.MaxRequestSize
+	}
+	return DefaultMaxRequestSize
+}
+
+// minRequestSize is the smallest message bound that leaves room for what
+// the other limits accept and for the node's own traffic: a transaction of
+// MaxTxnBytes, and a snapshot chunk (about 1 MiB plus one engine value,
+// which may hold a committed value and an intent's value of the largest
+// size). requestOverhead covers message framing and the fields around keys
+// and values.
+func (l Limits) minRequestSize() int {
+	return max(l.MaxTxnBytes, snapshotChunkBytes+2*(l.MaxKeySize+l.MaxValueSize)) + requestOverhead
+}
+
+const requestOverhead = 64 << 10
+
+// checkRequestSize refuses a MaxRequestSize that the other limits or the
+// node's own messages would exceed. It runs after setDefaults.
+func (l Limits) checkRequestSize() error {
+	if l.MaxRequestSize < 0 {
+		return fmt.Errorf("max request size must not be negative, got %d", l.MaxRequestSize)
+	}
+	if size, least := l.requestSize(), l.minRequestSize(); size < least {
+		return fmt.Errorf("max request size %d bytes is too small: a transaction of max txn bytes (%d), or a snapshot chunk with a key of max key size (%d) and values of max value size (%d), needs at least %d",
+			size, l.MaxTxnBytes, l.MaxKeySize, l.MaxValueSize, least)
 	}
 	return nil
 }

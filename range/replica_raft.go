@@ -40,12 +40,14 @@ func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, err
 		r.mu.Unlock()
 		return Result{}, ErrRemoved
 	}
+	// Wake even when refusing: a request is a sign the range is needed, and
+	// a quiesced follower whose leader is gone must start an election.
+	r.setQuiescedLocked(false)
 	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
 		err := r.notLeaderLocked()
 		r.mu.Unlock()
 		return Result{}, err
 	}
-	r.setQuiescedLocked(false)
 	r.mu.proposals[cmd.ProposalId] = ch
 	if err := r.mu.rn.Propose(data); err != nil {
 		delete(r.mu.proposals, cmd.ProposalId)
@@ -80,12 +82,12 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 		r.mu.Unlock()
 		return ErrRemoved
 	}
+	r.setQuiescedLocked(false) // see Propose
 	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
 		err := r.notLeaderLocked()
 		r.mu.Unlock()
 		return err
 	}
-	r.setQuiescedLocked(false)
 	r.mu.reads[string(id)] = ch
 	r.mu.rn.ReadIndex(id)
 	r.mu.Unlock()

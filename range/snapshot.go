@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/confchange"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -106,6 +108,9 @@ func (r *Replica) ReceiveSnapshot(m raftpb.Message, kvs []*pb.EngineKV) error {
 	if data.Descriptor_ == nil || data.Descriptor_.RangeId != r.rangeID {
 		return fmt.Errorf("range %d: snapshot is for another range", r.rangeID)
 	}
+	if err := validConfState(m.Snapshot.Metadata.ConfState); err != nil {
+		return fmt.Errorf("range %d: snapshot: %w", r.rangeID, err)
+	}
 	spans := rangeSpans(data.Descriptor_.StartKey, data.Descriptor_.EndKey)
 	for _, kv := range kvs {
 		if !inSpans(kv.Key, spans) {
@@ -199,4 +204,29 @@ func (r *Replica) markSnapshotApplied(snap raftpb.Snapshot) {
 	r.notifyAppliedLocked(snap.Metadata.Index)
 	r.mu.Unlock()
 	r.logger.Info("installed snapshot", "index", snap.Metadata.Index, "keys", len(in.kvs))
+}
+
+// validConfState checks a configuration received from a peer the way Raft
+// will when it installs the snapshot, but on a throwaway tracker: Raft
+// panics on an invalid one, and a peer's bad bytes must not take the node
+// down.
+func validConfState(cs raftpb.ConfState) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("invalid configuration %v: %v", cs, p)
+		}
+	}()
+	trk := tracker.MakeProgressTracker(1, 0)
+	cfg, prs, err := confchange.Restore(confchange.Changer{Tracker: trk, LastIndex: 1}, cs)
+	if err != nil {
+		return fmt.Errorf("invalid configuration %v: %w", cs, err)
+	}
+	trk.Config, trk.Progress = cfg, prs
+	if err := cs.Equivalent(trk.ConfState()); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	if len(cs.Voters) == 0 {
+		return fmt.Errorf("invalid configuration %v: no voters", cs)
+	}
+	return nil
 }

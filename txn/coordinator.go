@@ -35,6 +35,8 @@ type Config struct {
 	// Expiry is how long a PENDING record may go without a heartbeat before
 	// anyone may abort it (default 5s). Heartbeats are sent every Expiry/5.
 	Expiry time.Duration
+	// Metrics, if set, counts commits, aborts, retries and resolved intents.
+	Metrics *Metrics
 }
 
 // Coordinator runs transactions. It is safe for concurrent use.
@@ -61,6 +63,7 @@ func NewCoordinator(cfg Config) *Coordinator {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Sender = cfg.Metrics.countResolved(cfg.Sender)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Coordinator{cfg: cfg, bgCtx: ctx, bgCancel: cancel}
 }
@@ -101,6 +104,7 @@ func (c *Coordinator) Run(ctx context.Context, req *pb.TxnRequest) (*pb.TxnRespo
 		if !retry {
 			return resp, err
 		}
+		c.cfg.Metrics.retry()
 		if werr := backoff.wait(ctx); werr != nil {
 			return nil, fmt.Errorf("transaction kept conflicting until the deadline: %w", werr)
 		}
@@ -158,6 +162,7 @@ func (c *Coordinator) runOnePC(ctx context.Context, req *pb.TxnRequest, key []by
 			return nil, err
 		}
 		if resp.Conflict == nil {
+			c.cfg.Metrics.commit(onePhase)
 			return resp.Txn, nil
 		}
 		rec, err := c.Settle(ctx, resp.ConflictKey, resp.Conflict, false)
@@ -169,6 +174,7 @@ func (c *Coordinator) runOnePC(ctx context.Context, req *pb.TxnRequest, key []by
 				return nil, fmt.Errorf("key %q stayed locked by transaction %x: %w", resp.ConflictKey, resp.Conflict.TxnId, err)
 			}
 		}
+		c.cfg.Metrics.retry()
 	}
 }
 
@@ -261,10 +267,12 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 	}
 	if rec.Status != pb.TxnRecord_COMMITTED {
 		// Someone aborted us (an expired heartbeat or an older transaction).
+		c.cfg.Metrics.abort()
 		c.resolveAll(rec, txnID, primary, parts)
 		return nil, true, nil
 	}
 	stopHeartbeat()
+	c.cfg.Metrics.commit(twoPhase)
 	c.resolveAll(rec, txnID, primary, parts)
 	return buildResponse(req, parts, succeeded, commitRev), false, nil
 }
@@ -324,6 +332,7 @@ func (c *Coordinator) end(ctx context.Context, txnID, primary []byte, succeeded 
 // background: the outcome is already decided, and readers would settle the
 // intents anyway.
 func (c *Coordinator) abort(txnID, primary []byte, parts []*participant) {
+	c.cfg.Metrics.abort()
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()

@@ -29,6 +29,9 @@ type startFlags struct {
 	tick         time.Duration
 	maxKeySize   int
 	maxValueSize int
+	maxTxnOps    int
+	maxTxnBytes  int
+	maxRequest   int
 	deadTimeout  time.Duration
 	maxRangeSize int64
 	splitLoad    float64
@@ -76,6 +79,9 @@ Exactly one of --certs-dir (mutual TLS on the client and peer planes) and
 	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "Raft tick; an election takes 10 ticks")
 	fs.IntVar(&f.maxKeySize, "max-key-size", defaults.MaxKeySize, "largest key accepted, in bytes")
 	fs.IntVar(&f.maxValueSize, "max-value-size", defaults.MaxValueSize, "largest value accepted, in bytes")
+	fs.IntVar(&f.maxTxnOps, "max-txn-ops", defaults.MaxTxnOps, "most compares plus operations in one transaction")
+	fs.IntVar(&f.maxTxnBytes, "max-txn-bytes", defaults.MaxTxnBytes, "most bytes of keys and values in one transaction")
+	fs.IntVar(&f.maxRequest, "max-request-size", node.DefaultMaxRequestSize, "largest gRPC message accepted from clients and peers, in bytes (larger: ResourceExhausted)")
 	fs.DurationVar(&f.deadTimeout, "dead-timeout", 5*time.Minute, "how long a node may be silent before its replicas are re-created elsewhere")
 	fs.Int64Var(&f.maxRangeSize, "max-range-size", 64<<20, "split a range that grows past this many bytes")
 	fs.Float64Var(&f.splitLoad, "split-writes-per-second", 5000, "split a range whose leader applies more writes per second (0: never)")
@@ -145,6 +151,12 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 		return node.Config{}, usagef("--max-key-size must be positive, got %d", f.maxKeySize)
 	case f.maxValueSize <= 0:
 		return node.Config{}, usagef("--max-value-size must be positive, got %d", f.maxValueSize)
+	case f.maxTxnOps <= 0:
+		return node.Config{}, usagef("--max-txn-ops must be positive, got %d", f.maxTxnOps)
+	case f.maxTxnBytes <= 0:
+		return node.Config{}, usagef("--max-txn-bytes must be positive, got %d", f.maxTxnBytes)
+	case f.maxRequest <= 0:
+		return node.Config{}, usagef("--max-request-size must be positive, got %d", f.maxRequest)
 	case f.deadTimeout <= 0:
 		return node.Config{}, usagef("--dead-timeout must be positive, got %v", f.deadTimeout)
 	case f.maxRangeSize <= 0:
@@ -159,6 +171,9 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 	limits := node.DefaultLimits()
 	limits.MaxKeySize = f.maxKeySize
 	limits.MaxValueSize = f.maxValueSize
+	limits.MaxTxnOps = f.maxTxnOps
+	limits.MaxTxnBytes = f.maxTxnBytes
+	limits.MaxRequestSize = f.maxRequest
 	return node.Config{
 		NodeID:        f.id,
 		DataDir:       f.dataDir,

@@ -57,6 +57,7 @@ type Cluster struct {
 	ids   []uint64
 	nodes map[uint64]*member
 
+	// mu guards the client connections and the retired counters.
 	mu    sync.Mutex
 	conns map[uint64]*grpc.ClientConn
 	// retired sums the counters of node incarnations that have stopped.

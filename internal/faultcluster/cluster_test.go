@@ -163,7 +163,6 @@ func TestCrashLosesOnlyUnsyncedWrites(t *testing.T) {
 // not wait for running handlers, so a handler still running then panics
 // with "pebble: closed" and takes the whole process down.
 func TestStopWaitsForRequests(t *testing.T) {
-	t.Skip("bug: node.Stop closes the engine while gRPC handlers still run: panic: pebble: closed (ListRanges -> Replica.ApproximateSize); fix: grpc.WaitForHandlers(true) in node.New")
 	c := start(t, Options{Nodes: 3, InitialRanges: 8})
 	for round := 0; round < 20; round++ {
 		ctx, cancel := context.WithCancel(context.Background())

@@ -16,6 +16,8 @@
 //     return time after everything else; operations refused before doing
 //     anything (routing errors, connections never made) are dropped;
 //     - set: clients insert distinct keys with put-if-absent;
+//     - every few seconds all clients pause together for 0.5-1.5s, so idle
+//     ranges quiesce and faults also hit quiesced ranges;
 //     - meanwhile invariants are sampled every 200ms (see invariants.go);
 //  3. heal the network, restart every node, and require a write to every
 //     range to succeed within RecoveryBound (10s);

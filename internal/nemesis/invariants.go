@@ -32,14 +32,18 @@ type invariants struct {
 	terms      map[uint64]map[uint64]seen // range -> log index -> term
 	leaders    map[uint64]map[uint64]seen // range -> term -> leader node
 	descs      map[[2]uint64]*pb.RangeDescriptor
-	checkedTo  map[[2]uint64]uint64 // {node, range} -> highest committed index checked
+	checkedTo  map[[2]uint64]uint64  // {node, range} -> highest committed index checked
+	incarnate  map[uint64]*node.Node // the node last sampled per ID, to notice restarts
 	violations []string
 	reported   map[[4]uint64]bool // {kind, range, key, value} already reported
 	samples    int
 	// hashChecks and termChecks count comparisons with an observation from
 	// another node, to show the checks are not vacuous.
 	hashChecks, termChecks int
-	start                  time.Time
+	// quiesced counts replicas seen quiesced, to show whether a run
+	// exercised quiescence.
+	quiesced int
+	start    time.Time
 }
 
 // seen is a value observed on a node at a time.
@@ -61,6 +65,7 @@ func newInvariants(c *faultcluster.Cluster, start time.Time) *invariants {
 		leaders:   map[uint64]map[uint64]seen{},
 		descs:     map[[2]uint64]*pb.RangeDescriptor{},
 		checkedTo: map[[2]uint64]uint64{},
+		incarnate: map[uint64]*node.Node{},
 		reported:  map[[4]uint64]bool{},
 		start:     start,
 	}
@@ -137,6 +142,16 @@ func (iv *invariants) sampleNode(id uint64, n *node.Node) {
 	}
 	var logs []termsOf
 	iv.mu.Lock()
+	if iv.incarnate[id] != n {
+		// Restarted: read its whole log again, since a crash must not
+		// have changed any committed entry.
+		iv.incarnate[id] = n
+		for k := range iv.checkedTo {
+			if k[0] == id {
+				delete(iv.checkedTo, k)
+			}
+		}
+	}
 	checked := map[uint64]uint64{}
 	for _, d := range descs {
 		checked[d.RangeId] = iv.checkedTo[[2]uint64{id, d.RangeId}]
@@ -245,6 +260,9 @@ func (iv *invariants) sampleLeaders(ctx context.Context, id uint64) {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
 	for _, ri := range resp.Ranges {
+		if ri.Quiesced {
+			iv.quiesced++
+		}
 		if ri.RaftState != "StateLeader" {
 			continue
 		}
@@ -308,8 +326,8 @@ func (iv *invariants) converge(ctx context.Context) []string {
 	return lagging
 }
 
-func (iv *invariants) result() (violations []string, samples, hashChecks, termChecks int) {
+func (iv *invariants) result() (violations []string, samples, hashChecks, termChecks, quiesced int) {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
-	return append([]string(nil), iv.violations...), iv.samples, iv.hashChecks, iv.termChecks
+	return append([]string(nil), iv.violations...), iv.samples, iv.hashChecks, iv.termChecks, iv.quiesced
 }

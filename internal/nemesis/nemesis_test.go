@@ -68,9 +68,9 @@ func TestNemesis(t *testing.T) {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
 			results = append(results, res)
-			t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set; %d unknown, %d refused); faults %v; truncate threshold %d, %d snapshots; %d samples, %d hash and %d term comparisons; recovery %v; took %v",
+			t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set; %d unknown, %d refused); faults %v; truncate threshold %d, %d snapshots; %d samples (%d quiesced replicas), %d hash and %d term comparisons; recovery %v; took %v",
 				seed, res.Attempted, res.Ops, res.RegisterOps, res.SetOps, res.Unknown, res.Failed, res.Faults, res.LogTruncateThreshold, res.Snapshots,
-				res.Samples, res.HashChecks, res.TermChecks, res.Recovery.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
+				res.Samples, res.Quiesced, res.HashChecks, res.TermChecks, res.Recovery.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
 			for _, n := range res.Notes {
 				t.Logf("seed %d: note: %s", seed, n)
 			}

@@ -31,7 +31,7 @@ type Config struct {
 	Ops  int
 	Rate float64
 	// RegisterKeys and RegisterClients shape the register workload (default
-	// 12 keys, 8 clients); SetClients the set workload (default 2).
+	// 12 keys, 10 clients); SetClients the set workload (default 3).
 	RegisterKeys    int
 	RegisterClients int
 	SetClients      int
@@ -69,10 +69,10 @@ func (c *Config) setDefaults() {
 		c.RegisterKeys = 12
 	}
 	if c.RegisterClients == 0 {
-		c.RegisterClients = 8
+		c.RegisterClients = 10
 	}
 	if c.SetClients == 0 {
-		c.SetClients = 2
+		c.SetClients = 3
 	}
 	if len(c.Kinds) == 0 {
 		c.Kinds = AllKinds
@@ -95,8 +95,8 @@ type Result struct {
 	LogTruncateThreshold uint64
 	// Attempted counts the client operations started. Ops counts those in
 	// the checked histories (register operations that observed something,
-	// and every set insert); Unknown those whose outcome the client could
-	// not know; Failed those refused before doing anything.
+	// and every set insert); Unknown the writes whose outcome the client
+	// could not know; Failed the operations refused before doing anything.
 	Attempted, Ops, RegisterOps, SetOps, Unknown, Failed int
 	Faults                                               map[Kind]int
 	// Violations are broken guarantees; each names the seed.
@@ -110,9 +110,10 @@ type Result struct {
 	// Samples counts invariant samples; HashChecks and TermChecks count
 	// state hashes and committed terms compared across nodes.
 	Samples, HashChecks, TermChecks int
-	// Snapshots counts the snapshots nodes received.
-	Snapshots int
-	Elapsed   time.Duration
+	// Snapshots counts the snapshots nodes received; Quiesced the replicas
+	// the samples found quiesced.
+	Snapshots, Quiesced int
+	Elapsed             time.Duration
 	// OutDir holds the history, visualization, timeline and node logs when
 	// there are violations.
 	OutDir string
@@ -152,7 +153,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	nodes := c.NodeIDs()
 	clients := cfg.RegisterClients + cfg.SetClients
 	planned := time.Duration(float64(cfg.Ops) / cfg.Rate * float64(time.Second))
-	w := &workload{c: c, cfg: cfg, nodes: nodes, meanThink: time.Duration(float64(clients) / cfg.Rate * float64(time.Second))}
+	w := &workload{c: c, cfg: cfg, nodes: nodes, start: start,
+		meanThink: time.Duration(float64(clients) / cfg.Rate * float64(time.Second)),
+		lulls:     drawLulls(rng, 3*planned)}
 	w.budget.Store(int64(cfg.Ops))
 	for i := 0; i < cfg.RegisterKeys; i++ {
 		w.regKeys = append(w.regKeys, keyInRange(i%cfg.Ranges, cfg.Ranges, fmt.Sprintf("/reg/%d", i)))
@@ -165,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// The workload phase: clients and nemesis together, bounded in time in
 	// case the cluster stops serving.
-	runCtx, stopRun := context.WithTimeout(ctx, max(2*planned, planned+15*time.Second))
+	runCtx, stopRun := context.WithTimeout(ctx, max(2*planned, planned+18*time.Second))
 	defer stopRun()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var bg sync.WaitGroup
@@ -204,7 +207,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Recovery, err = probeEveryRange(ctx, c, cfg, nodes)
 	var violations []string
 	if err != nil {
-		violations = append(violations, err.Error())
+		violations = append(violations, "stuck after the final heal: "+err.Error())
 	}
 	cfg.Logf("seed %d: every range writable %v after heal", cfg.Seed, res.Recovery.Round(time.Millisecond))
 
@@ -226,9 +229,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		violations = append(violations, fmt.Sprintf("replicas did not converge within 15s of the heal (+%v): %s",
 			time.Since(healed).Round(time.Millisecond), strings.Join(lagging, "; ")))
 	}
-	ivViolations, samples, hashChecks, termChecks := iv.result()
+	ivViolations, samples, hashChecks, termChecks, quiesced := iv.result()
 	violations = append(violations, ivViolations...)
-	res.Samples, res.HashChecks, res.TermChecks = samples, hashChecks, termChecks
+	res.Samples, res.HashChecks, res.TermChecks, res.Quiesced = samples, hashChecks, termChecks, quiesced
 
 	nm.mu.Lock()
 	violations = append(violations, nm.errs...)
@@ -249,13 +252,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	sets.mu.Lock()
 	res.SetOps = sets.attempts
+	res.Unknown = len(sets.unknown)
 	sets.mu.Unlock()
 	res.RegisterOps = len(ops)
 	res.Ops = res.RegisterOps + res.SetOps
 	res.Attempted = cfg.Ops - int(max(w.budget.Load(), 0))
-	res.Unknown = int(w.outcomes[outUnknown].Load())
 	res.Failed = int(w.outcomes[outFailed].Load())
 	h.mu.Lock()
+	res.Unknown += len(h.unknown)
 	for _, s := range h.internal {
 		res.Notes = append(res.Notes, "unexpected error: "+s)
 	}
@@ -322,7 +326,7 @@ func probeEveryRange(ctx context.Context, c *faultcluster.Cluster, cfg Config, n
 	wg.Wait()
 	if len(stuck) > 0 {
 		sort.Strings(stuck)
-		return slowest, fmt.Errorf("no progress within %v of the final heal: %s", cfg.RecoveryBound, strings.Join(stuck, "; "))
+		return slowest, fmt.Errorf("no write succeeded within %v: %s", cfg.RecoveryBound, strings.Join(stuck, "; "))
 	}
 	return slowest, nil
 }

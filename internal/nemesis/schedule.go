@@ -28,6 +28,9 @@ const (
 	// PartitionOneWay makes one node unable to reach another, while the
 	// other way still works.
 	PartitionOneWay Kind = "partition-oneway"
+	// PartitionMute makes one node unable to reach any other, while all of
+	// them can still reach it.
+	PartitionMute Kind = "partition-mute"
 	// Delay adds up to 50ms before every write on one node's (or every
 	// node's) peer connections.
 	Delay Kind = "delay"
@@ -51,7 +54,7 @@ const (
 )
 
 // AllKinds lists every fault kind.
-var AllKinds = []Kind{PartitionHalves, PartitionIsolate, PartitionRing, PartitionOneWay, Delay, Stall, Flaky, CutConns, Kill, Crash, CrashMany}
+var AllKinds = []Kind{PartitionHalves, PartitionIsolate, PartitionRing, PartitionOneWay, PartitionMute, Delay, Stall, Flaky, CutConns, Kill, Crash, CrashMany}
 
 func isProcessKind(k Kind) bool { return k == Kill || k == Crash || k == CrashMany }
 
@@ -74,6 +77,8 @@ func (f fault) String() string {
 		return fmt.Sprintf("%s links %v", f.kind, f.groups)
 	case PartitionOneWay:
 		return fmt.Sprintf("%s %d-/->%d", f.kind, f.from, f.to)
+	case PartitionMute:
+		return fmt.Sprintf("%s %d-/->all", f.kind, f.from)
 	case Delay, Stall:
 		return fmt.Sprintf("%s node %d up to %v", f.kind, f.from, f.delay)
 	case Flaky:
@@ -141,6 +146,8 @@ func drawFault(rng *rand.Rand, nodes []uint64, k Kind) fault {
 		f.groups = ringLinks(perm)
 	case PartitionOneWay:
 		f.from, f.to = perm[0], perm[1]
+	case PartitionMute:
+		f.from = perm[0]
 	case Delay:
 		f.delay = time.Duration(5+rng.IntN(46)) * time.Millisecond
 		if rng.IntN(2) == 0 {
@@ -262,6 +269,12 @@ func (nm *nemesis) apply(ctx context.Context, s step) {
 			nm.partitionRing(f.groups)
 		case PartitionOneWay:
 			nw.Block(f.from, f.to)
+		case PartitionMute:
+			for _, id := range nm.c.NodeIDs() {
+				if id != f.from {
+					nw.Block(f.from, id)
+				}
+			}
 		case Delay, Stall:
 			nw.SetDelay(f.from, f.delay)
 		case Flaky:

@@ -25,6 +25,10 @@ type workload struct {
 	// meanThink spaces a client's operations so that the run lasts long
 	// enough for the nemesis to act.
 	meanThink time.Duration
+	// lulls are periods (from the run's start) in which every client stays
+	// idle, so that ranges quiesce and faults hit quiesced ranges too.
+	lulls []lull
+	start time.Time
 
 	outcomes [4]atomic.Int64 // by outcome
 }
@@ -34,10 +38,31 @@ func (w *workload) take() bool { return w.budget.Add(-1) >= 0 }
 
 func (w *workload) think(ctx context.Context, rng *rand.Rand) {
 	d := time.Duration(rng.ExpFloat64() * float64(w.meanThink))
+	at := time.Since(w.start) + d
+	for _, l := range w.lulls {
+		if at >= l.from && at < l.to {
+			d += l.to - at
+		}
+	}
 	select {
 	case <-time.After(d):
 	case <-ctx.Done():
 	}
+}
+
+type lull struct{ from, to time.Duration }
+
+// drawLulls draws idle periods of 0.5-1.5s every 2-6s over total.
+func drawLulls(rng *rand.Rand, total time.Duration) []lull {
+	var ls []lull
+	at := time.Duration(0)
+	for at < total {
+		at += time.Duration(2000+rng.IntN(4000)) * time.Millisecond
+		d := time.Duration(500+rng.IntN(1000)) * time.Millisecond
+		ls = append(ls, lull{from: at, to: at + d})
+		at += d
+	}
+	return ls
 }
 
 func (w *workload) countOutcome(o outcome) { w.outcomes[o].Add(1) }

@@ -1,0 +1,64 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	replica "github.com/raftrix/raftrixdb/range"
+)
+
+// registerStateCollectors registers the collectors that read the node's
+// state when scraped: gauges over the replica registry (besides
+// raftrix_ranges_ticking) and the engine's metrics. The engine must be
+// open; Stop detaches it before closing it (metrics_engine.go).
+func (n *Node) registerStateCollectors() error {
+	n.metrics.engine = &engineCollector{db: n.db}
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftrix_replicas",
+			Help: "Local replicas.",
+		}, func() float64 { return float64(len(n.allReplicas())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftrix_replicas_leaders",
+			Help: "Local replicas that lead their range.",
+		}, func() float64 { return n.countReplicas((*replica.Replica).IsLeader) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftrix_replicas_quiesced",
+			Help: "Local replicas that are quiesced (do not tick).",
+		}, func() float64 { return n.countReplicas((*replica.Replica).Quiesced) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftrix_ranges",
+			Help: "Ranges counted by this node: those it leads, and leaderless ones whose first replica is here. Summed over the nodes, the number of ranges.",
+		}, func() float64 { return n.countReplicas(n.countsRange) }),
+		n.metrics.engine,
+	}
+	for _, c := range cs {
+		if err := n.cfg.Registry.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countsRange says whether this node counts r's range in raftrix_ranges:
+// exactly one node does while the replicas agree on the leader.
+func (n *Node) countsRange(r *replica.Replica) bool {
+	if r.IsLeader() {
+		return true
+	}
+	if _, leader := r.Leader(); leader != 0 {
+		return false
+	}
+	d := r.Descriptor()
+	return len(d.Replicas) > 0 && d.Replicas[0].NodeId == n.id
+}
+
+// countReplicas counts the local replicas for which pred holds.
+func (n *Node) countReplicas(pred func(*replica.Replica) bool) float64 {
+	count := 0
+	for _, r := range n.allReplicas() {
+		if pred(r) {
+			count++
+		}
+	}
+	return float64(count)
+}
