@@ -163,6 +163,10 @@ func (d *decider) target(e *Entry) uint64 {
 	return best
 }
 
+func (d *decider) isSystem(e *Entry) bool {
+	return d.cfg.SystemRangeStart != nil && bytes.Equal(e.Desc.StartKey, d.cfg.SystemRangeStart)
+}
+
 func (d *decider) wantVoters(e *Entry) int {
 	if d.cfg.SystemRangeStart != nil && bytes.Equal(e.Desc.StartKey, d.cfg.SystemRangeStart) {
 		return max(d.cfg.ReplicationFactor, min(d.cfg.SystemReplicationFactor, len(d.usable)))
@@ -314,7 +318,9 @@ func (d *decider) balanceLeaders() {
 // range with the fewest leaders, if that helps.
 func (d *decider) transferFrom(hi uint64) bool {
 	for _, e := range d.ranges {
-		if !d.eligible(e) || e.LeaderNodeID != hi {
+		if !d.eligible(e) || e.LeaderNodeID != hi || d.isSystem(e) {
+			// The system range's leader is the placement leader: moving it
+			// for balance would restart placement's grace period each time.
 			continue
 		}
 		best, bestCount := uint64(0), d.leaders[hi]-1

@@ -39,6 +39,11 @@ func (s *Service) Step(ctx context.Context) error {
 	if !ready {
 		return nil
 	}
+	// Read the registry afresh each round: a Join or Leave may have been
+	// served by another node that briefly also believed it led placement.
+	if err := s.reload(ctx); err != nil {
+		return err
+	}
 	nodes, err := s.nodes(ctx)
 	if err != nil {
 		return err
