@@ -83,8 +83,11 @@ func (n *Node) rangeReports(st *reportState, elapsed float64, full bool) []*pb.R
 		if !r.Initialized() {
 			continue
 		}
-		s := r.Status()
-		rep := &pb.RangeReport{Descriptor_: s.Descriptor, LeaderNodeId: s.LeaderNodeID, IsLeader: r.IsLeader()}
+		// Cheap accessors only: this runs for every range every heartbeat,
+		// and Raft's full Status copies every follower's progress.
+		desc := r.Descriptor()
+		_, leaderNode := r.Leader()
+		rep := &pb.RangeReport{Descriptor_: desc, LeaderNodeId: leaderNode, IsLeader: r.IsLeader()}
 		if rep.IsLeader {
 			w := r.Writes()
 			if p, ok := st.prevWrites[r.RangeID()]; ok && elapsed > 0 && w >= p {
@@ -92,7 +95,7 @@ func (n *Node) rangeReports(st *reportState, elapsed float64, full bool) []*pb.R
 			}
 			st.prevWrites[r.RangeID()] = w
 		}
-		key := reportKey{generation: s.Descriptor.Generation, leader: s.LeaderNodeID, isLeader: rep.IsLeader, hot: rep.WritesPerSecond > 0}
+		key := reportKey{generation: desc.Generation, leader: leaderNode, isLeader: rep.IsLeader, hot: rep.WritesPerSecond > 0}
 		if !full && st.sent[r.RangeID()] == key && !key.hot {
 			continue
 		}
