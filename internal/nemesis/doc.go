@@ -18,6 +18,10 @@
 //     - set: clients insert distinct keys with put-if-absent;
 //     - every few seconds all clients pause together for 0.5-1.5s, so idle
 //     ranges quiesce and faults also hit quiesced ranges;
+//     - the nemesis also asks live nodes, through the Admin API, to transfer
+//     a range's leadership, split a user range at a random key (never in
+//     the system key space) and, with 4 or more nodes, move a replica; these
+//     may fail during faults, and are only counted (attempted, succeeded);
 //     - meanwhile invariants are sampled every 200ms (see invariants.go);
 //  3. heal the network, restart every node, and require a write to every
 //     range to succeed within RecoveryBound (10s);

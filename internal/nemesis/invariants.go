@@ -44,6 +44,10 @@ type invariants struct {
 	// exercised quiescence.
 	quiesced int
 	start    time.Time
+	// partialNodes is set when a node may hold replicas of only some
+	// ranges (replicas are moved); then a node's descriptors must not
+	// overlap but may leave gaps.
+	partialNodes bool
 }
 
 // seen is a value observed on a node at a time.
@@ -134,6 +138,13 @@ func (iv *invariants) sampleNode(id uint64, n *node.Node) {
 	at := time.Since(iv.start).Round(time.Millisecond)
 	hashes, err := n.StateHashes()
 	descs := n.RangeDescriptors()
+	// A split narrows the left-hand descriptor just before the node opens
+	// the right-hand replica: a gap seen then closes at once. Read again
+	// before calling it a violation.
+	for i := 0; i < 10 && descriptorGap(descs); i++ {
+		time.Sleep(5 * time.Millisecond)
+		descs = n.RangeDescriptors()
+	}
 	type termsOf struct {
 		rangeID uint64
 		from    uint64
@@ -212,23 +223,48 @@ func (iv *invariants) sampleNode(id uint64, n *node.Node) {
 
 type indexTerm struct{ index, term uint64 }
 
+// descriptorGap reports whether descriptors ordered by start key leave a
+// gap between two neighbours or at either end of the key space.
+func descriptorGap(descs []*pb.RangeDescriptor) bool {
+	if len(descs) == 0 {
+		return false
+	}
+	if len(descs[0].StartKey) != 0 || len(descs[len(descs)-1].EndKey) != 0 {
+		return true
+	}
+	for i := 1; i < len(descs); i++ {
+		if len(descs[i-1].EndKey) != 0 && bytes.Compare(descs[i-1].EndKey, descs[i].StartKey) < 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // checkDescriptorsLocked checks one node's descriptors (ordered by start
 // key) and compares them with other nodes'.
 func (iv *invariants) checkDescriptorsLocked(id uint64, descs []*pb.RangeDescriptor) {
 	if len(descs) == 0 {
 		return
 	}
-	if len(descs[0].StartKey) != 0 {
+	if iv.partialNodes {
+		for i := 1; i < len(descs); i++ {
+			prev, d := descs[i-1], descs[i]
+			if len(prev.EndKey) == 0 || bytes.Compare(prev.EndKey, d.StartKey) > 0 {
+				iv.violate("node %d: range %d ends at %q but the next range %d starts at %q (overlap)",
+					id, prev.RangeId, prev.EndKey, d.RangeId, d.StartKey)
+			}
+		}
+	} else if len(descs[0].StartKey) != 0 {
 		iv.violate("node %d: first range %d starts at %q, not at the start of the key space", id, descs[0].RangeId, descs[0].StartKey)
 	}
-	for i := 1; i < len(descs); i++ {
+	for i := 1; i < len(descs) && !iv.partialNodes; i++ {
 		prev, d := descs[i-1], descs[i]
 		if len(prev.EndKey) == 0 || !bytes.Equal(prev.EndKey, d.StartKey) {
 			iv.violate("node %d: range %d ends at %q but the next range %d starts at %q (gap or overlap)",
 				id, prev.RangeId, prev.EndKey, d.RangeId, d.StartKey)
 		}
 	}
-	if last := descs[len(descs)-1]; len(last.EndKey) != 0 {
+	if last := descs[len(descs)-1]; len(last.EndKey) != 0 && !iv.partialNodes {
 		iv.violate("node %d: last range %d ends at %q, not at the end of the key space", id, last.RangeId, last.EndKey)
 	}
 	for _, d := range descs {

@@ -1,6 +1,7 @@
 package nemesis
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -68,8 +69,8 @@ func TestNemesis(t *testing.T) {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
 			results = append(results, res)
-			t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set; %d unknown, %d refused); faults %v; truncate threshold %d, %d snapshots; %d samples (%d quiesced replicas), %d hash and %d term comparisons; recovery %v; took %v",
-				seed, res.Attempted, res.Ops, res.RegisterOps, res.SetOps, res.Unknown, res.Failed, res.Faults, res.LogTruncateThreshold, res.Snapshots,
+			t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set; %d unknown, %d refused); faults %v (admin RPCs succeeded %v); truncate threshold %d, %d snapshots; %d samples (%d quiesced replicas), %d hash and %d term comparisons; recovery %v; took %v",
+				seed, res.Attempted, res.Ops, res.RegisterOps, res.SetOps, res.Unknown, res.Failed, res.Faults, res.FaultsOK, res.LogTruncateThreshold, res.Snapshots,
 				res.Samples, res.Quiesced, res.HashChecks, res.TermChecks, res.Recovery.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
 			for _, n := range res.Notes {
 				t.Logf("seed %d: note: %s", seed, n)
@@ -245,6 +246,26 @@ func TestRingLinks(t *testing.T) {
 		}
 		if len(views) < 2 {
 			t.Errorf("n=%d: every node sees the same nodes", n)
+		}
+	}
+}
+
+func TestSplitKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := [][2]string{
+		{"", "\x20\x00"}, {"\x20\x00", "\x40\x00"}, {"\xe0\x00", ""}, {"\x3f\xff", "\x40\x00"},
+		{"\x20\x00/reg/1", "\x20\x00/reg/2"}, {"\xff\xfe\x10", ""}, {"a", "a\x00"},
+	}
+	for _, c := range cases {
+		start, end := []byte(c[0]), []byte(c[1])
+		for i := 0; i < 200; i++ {
+			k := splitKey(rng, start, end)
+			if k == nil {
+				continue
+			}
+			if bytes.Compare(k, start) <= 0 || (len(end) > 0 && bytes.Compare(k, end) >= 0) || isSystemKey(k) {
+				t.Fatalf("splitKey(%q, %q) = %q", start, end, k)
+			}
 		}
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/raftrix/raftrixdb/internal/faultcluster"
+	"github.com/raftrix/raftrixdb/node"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
@@ -99,6 +102,10 @@ type Result struct {
 	// could not know; Failed the operations refused before doing anything.
 	Attempted, Ops, RegisterOps, SetOps, Unknown, Failed int
 	Faults                                               map[Kind]int
+	// FaultsOK counts, of the Admin RPC faults in Faults (transfer-leader,
+	// split, move), those that succeeded; the others failed, as they may
+	// during partitions and crashes.
+	FaultsOK map[Kind]int
 	// Violations are broken guarantees; each names the seed.
 	Violations []string
 	// Notes are oddities that are not violations (unexpected error codes,
@@ -125,7 +132,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.setDefaults()
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(splitmix(uint64(cfg.Seed)), splitmix(uint64(cfg.Seed)+1)))
-	res := &Result{Seed: cfg.Seed, Faults: map[Kind]int{}}
+	res := &Result{Seed: cfg.Seed, Faults: map[Kind]int{}, FaultsOK: map[Kind]int{}}
 	res.LogTruncateThreshold = []uint64{16, 64, 1000}[rng.IntN(3)]
 	if cfg.Truncate != 0 {
 		res.LogTruncateThreshold = cfg.Truncate
@@ -161,8 +168,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		w.regKeys = append(w.regKeys, keyInRange(i%cfg.Ranges, cfg.Ranges, fmt.Sprintf("/reg/%d", i)))
 	}
 	steps := schedule(rng, nodes, cfg.Kinds, 2*planned+10*time.Second)
-	nm := &nemesis{c: c, rng: rand.New(rand.NewPCG(rng.Uint64(), 1)), start: start, counts: map[Kind]int{}}
+	nm := &nemesis{c: c, rng: rand.New(rand.NewPCG(rng.Uint64(), 1)), start: start, counts: map[Kind]int{}, succeeded: map[Kind]int{}}
 	iv := newInvariants(c, start)
+	// With moves, a node may hold no replica of some ranges: only the
+	// descriptors of all nodes together must cover the key space.
+	iv.partialNodes = len(nodes) >= minNodesForMove && slices.Contains(cfg.Kinds, Move)
 	h := newHistory(start)
 	sets := newSetState()
 
@@ -238,6 +248,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for k, n := range nm.counts {
 		res.Faults[k] = n
 	}
+	for k, n := range nm.succeeded {
+		res.FaultsOK[k] = n
+	}
 	nm.mu.Unlock()
 
 	ops := h.operations()
@@ -298,12 +311,33 @@ func probeEveryRange(ctx context.Context, c *faultcluster.Cluster, cfg Config, n
 	var mu sync.Mutex
 	var slowest time.Duration
 	var stuck []string
-	var wg sync.WaitGroup
+	// A key in each initial range, and the start key of every range that
+	// splits have created since.
+	var probes [][]byte
 	for i := 0; i < cfg.Ranges; i++ {
+		probes = append(probes, []byte(keyInRange(i, cfg.Ranges, fmt.Sprintf("/probe/%d", cfg.Seed))))
+	}
+	starts := map[string]bool{}
+	for _, id := range nodes {
+		c.WithNode(id, func(n *node.Node) {
+			for _, d := range n.RangeDescriptors() {
+				if len(d.StartKey) > 0 && !isSystemKey(d.StartKey) {
+					starts[string(d.StartKey)] = true
+				}
+			}
+		})
+	}
+	for i := 0; i < cfg.Ranges; i++ {
+		delete(starts, keyInRange(i, cfg.Ranges, ""))
+	}
+	for _, k := range slices.Sorted(maps.Keys(starts)) {
+		probes = append(probes, []byte(k))
+	}
+	var wg sync.WaitGroup
+	for i, key := range probes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			key := []byte(keyInRange(i, cfg.Ranges, fmt.Sprintf("/probe/%d", cfg.Seed)))
 			var last error
 			for attempt := 0; ctx.Err() == nil; attempt++ {
 				pctx, pcancel := context.WithTimeout(ctx, cfg.OpTimeout)
@@ -319,7 +353,7 @@ func probeEveryRange(ctx context.Context, c *faultcluster.Cluster, cfg Config, n
 				sleep(ctx, 20*time.Millisecond)
 			}
 			mu.Lock()
-			stuck = append(stuck, fmt.Sprintf("range %d (last error: %v)", i+1, last))
+			stuck = append(stuck, fmt.Sprintf("probe %d (key %q, last error: %v)", i+1, key, last))
 			mu.Unlock()
 		}()
 	}
@@ -443,8 +477,11 @@ func (l *logBuffer) bytes() []byte {
 // Summary is a one-line account of many runs.
 func Summary(results []*Result) string {
 	var ops, unknown, violations, snapshots int
-	faults := map[Kind]int{}
+	faults, ok := map[Kind]int{}, map[Kind]int{}
 	for _, r := range results {
+		for k, n := range r.FaultsOK {
+			ok[k] += n
+		}
 		ops += r.Ops
 		unknown += r.Unknown
 		snapshots += r.Snapshots
@@ -456,7 +493,10 @@ func Summary(results []*Result) string {
 	var fs []string
 	total := 0
 	for _, k := range AllKinds {
-		if faults[k] > 0 {
+		if faults[k] > 0 && isAdminKind(k) {
+			fs = append(fs, fmt.Sprintf("%s=%d(ok %d)", k, faults[k], ok[k]))
+			total += faults[k]
+		} else if faults[k] > 0 {
 			fs = append(fs, fmt.Sprintf("%s=%d", k, faults[k]))
 			total += faults[k]
 		}

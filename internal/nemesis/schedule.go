@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -15,8 +16,7 @@ import (
 // Kind is a kind of fault.
 type Kind string
 
-// The faults the nemesis injects. Leader transfer is not among them yet: the
-// node has no API to request one.
+// The faults the nemesis injects.
 const (
 	// PartitionHalves splits the nodes into two random groups.
 	PartitionHalves Kind = "partition-halves"
@@ -51,12 +51,34 @@ const (
 	Crash Kind = "crash"
 	// CrashMany crashes a majority of the nodes, or all of them, at once.
 	CrashMany Kind = "crash-many"
+	// TransferLeader asks a live node (Admin.TransferLeader) to hand a
+	// random range's leadership to the replica on a random node.
+	TransferLeader Kind = "transfer-leader"
+	// Split asks a live node (Admin.SplitRange) to split a random user range
+	// at a random key inside it; the right-hand side becomes a new range.
+	Split Kind = "split"
+	// Move asks a live node (Admin.MoveReplica) to move a random range's
+	// replica to a node that holds none. Only drawn with more nodes than
+	// replicas per range (4 or more nodes).
+	Move Kind = "move"
 )
 
 // AllKinds lists every fault kind.
-var AllKinds = []Kind{PartitionHalves, PartitionIsolate, PartitionRing, PartitionOneWay, PartitionMute, Delay, Stall, Flaky, CutConns, Kill, Crash, CrashMany}
+var AllKinds = []Kind{PartitionHalves, PartitionIsolate, PartitionRing, PartitionOneWay, PartitionMute, Delay, Stall, Flaky, CutConns, Kill, Crash, CrashMany, TransferLeader, Split, Move}
 
 func isProcessKind(k Kind) bool { return k == Kill || k == Crash || k == CrashMany }
+
+// isAdminKind reports whether k is an Admin RPC rather than an injected
+// fault: it is attempted once, and may fail (during a partition, say)
+// without that being a violation.
+func isAdminKind(k Kind) bool { return k == TransferLeader || k == Split || k == Move }
+
+// adminTimeout bounds one Admin RPC of the nemesis.
+const adminTimeout = 5 * time.Second
+
+// minNodesForMove is the fewest nodes that leave a node without a replica of
+// a range (ranges have 3 replicas).
+const minNodesForMove = 4
 
 // fault is one fault with its parameters, all chosen from the seed.
 type fault struct {
@@ -67,6 +89,9 @@ type fault struct {
 	nodes  []uint64 // kill, crash: one node; crash-many: several
 	delay  time.Duration
 	prob   float64
+	// pick seeds the choices an Admin RPC makes among the ranges and
+	// nodes it finds when it runs (transfer-leader, split, move).
+	pick uint64
 }
 
 func (f fault) String() string {
@@ -85,6 +110,8 @@ func (f fault) String() string {
 		return fmt.Sprintf("%s p=%.3f", f.kind, f.prob)
 	case Kill, Crash, CrashMany:
 		return fmt.Sprintf("%s %v", f.kind, f.nodes)
+	case TransferLeader, Split, Move:
+		return fmt.Sprintf("%s pick=%016x", f.kind, f.pick)
 	}
 	return string(f.kind)
 }
@@ -99,8 +126,18 @@ type step struct {
 // schedule draws a fault schedule for nodes covering at least total time.
 // It depends only on rng.
 func schedule(rng *rand.Rand, nodes []uint64, kinds []Kind, total time.Duration) []step {
-	var netKinds, procKinds []Kind
+	if len(nodes) < minNodesForMove {
+		// Every node holds a replica of every range: nowhere to move one.
+		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k Kind) bool { return k == Move })
+		if len(kinds) == 0 {
+			return nil
+		}
+	}
+	var netKinds, procKinds, adminKinds []Kind
 	for _, k := range kinds {
+		if isAdminKind(k) {
+			adminKinds = append(adminKinds, k)
+		}
 		if isProcessKind(k) {
 			procKinds = append(procKinds, k)
 		} else {
@@ -123,6 +160,11 @@ func schedule(rng *rand.Rand, nodes []uint64, kinds []Kind, total time.Duration)
 				other = procKinds
 			}
 			s.faults = append(s.faults, drawFault(rng, nodes, other[rng.IntN(len(other))]))
+		}
+		// Often an Admin RPC (leader transfer, split, move) under the
+		// fault, so splits and transfers race partitions and crashes.
+		if !isAdminKind(k) && len(adminKinds) > 0 && rng.IntN(3) == 0 {
+			s.faults = append(s.faults, drawFault(rng, nodes, adminKinds[rng.IntN(len(adminKinds))]))
 		}
 		steps = append(steps, s)
 		elapsed += s.wait + s.hold
@@ -163,6 +205,8 @@ func drawFault(rng *rand.Rand, nodes []uint64, k Kind) fault {
 	case CrashMany:
 		majority := len(perm)/2 + 1
 		f.nodes = sorted(perm[:majority+rng.IntN(len(perm)-majority+1)])
+	case TransferLeader, Split, Move:
+		f.pick = rng.Uint64()
 	}
 	return f
 }
@@ -207,10 +251,13 @@ type nemesis struct {
 	rng   *rand.Rand // for choices made while a fault is held (cut-conns)
 	start time.Time
 
-	mu       sync.Mutex
-	counts   map[Kind]int
-	timeline []event
-	errs     []string
+	mu     sync.Mutex
+	counts map[Kind]int
+	// succeeded counts the Admin RPCs (transfer-leader, split, move) that
+	// succeeded; counts has those attempted.
+	succeeded map[Kind]int
+	timeline  []event
+	errs      []string
 }
 
 // event is one entry of the nemesis timeline.
@@ -257,6 +304,8 @@ func (nm *nemesis) apply(ctx context.Context, s step) {
 	var down []uint64
 	var names []string
 	cutConns := false
+	var admins []fault
+	var adminNames []int // index in names of each of admins
 	for _, f := range s.faults {
 		nm.mu.Lock()
 		nm.counts[f.kind]++
@@ -289,14 +338,31 @@ func (nm *nemesis) apply(ctx context.Context, s step) {
 				nm.c.Crash(id)
 			}
 			down = append(down, f.nodes...)
+		case TransferLeader, Split, Move:
+			admins = append(admins, f)
+			adminNames = append(adminNames, len(names)-1)
 		}
 	}
 	end := time.Now().Add(s.hold)
+	// Admin RPCs run while the other faults of the step hold (no node stops
+	// or restarts until they return), bounded by adminTimeout.
+	var adminWG sync.WaitGroup
+	outcomes := make([]string, len(admins))
+	for i, f := range admins {
+		adminWG.Add(1)
+		go func() { defer adminWG.Done(); outcomes[i] = nm.admin(ctx, f) }()
+	}
 	for time.Now().Before(end) && ctx.Err() == nil {
 		if cutConns {
 			nw.CutRandom(nm.rng)
 		}
 		sleep(ctx, min(100*time.Millisecond, time.Until(end)))
+	}
+	adminWG.Wait()
+	for i, o := range outcomes {
+		if o != "" {
+			names[adminNames[i]] = o
+		}
 	}
 	nw.Heal()
 	for _, id := range down {
