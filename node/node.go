@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -66,7 +64,6 @@ type Node struct {
 		sync.RWMutex
 		replicas map[uint64]*replica.Replica
 		byKey    *btree.BTreeG[rangeEntry]
-		rangeIDs []uint64 // sorted, for the ticker
 	}
 }
 
@@ -291,9 +288,7 @@ func (n *Node) addReplica(st *replica.Storage) error {
 	defer n.mu.Unlock()
 	n.mu.replicas[rangeID] = r
 	n.mu.byKey.ReplaceOrInsert(rangeEntry{start: st.Descriptor().StartKey, r: r})
-	n.mu.rangeIDs = append(n.mu.rangeIDs, rangeID)
 	n.setActive(rangeID, true)
-	sort.Slice(n.mu.rangeIDs, func(i, j int) bool { return n.mu.rangeIDs[i] < n.mu.rangeIDs[j] })
 	return nil
 }
 
@@ -307,7 +302,6 @@ func (n *Node) removeFromRegistry(rangeID uint64) {
 	}
 	delete(n.mu.replicas, rangeID)
 	n.mu.byKey.Delete(rangeEntry{start: r.Descriptor().StartKey})
-	n.mu.rangeIDs = slices.DeleteFunc(slices.Clone(n.mu.rangeIDs), func(id uint64) bool { return id == rangeID })
 	n.setActive(rangeID, false)
 }
 
@@ -335,7 +329,11 @@ func (n *Node) replicaForKey(key []byte) *replica.Replica {
 func (n *Node) rangeIDs() []uint64 {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return n.mu.rangeIDs
+	ids := make([]uint64, 0, len(n.mu.replicas))
+	for id := range n.mu.replicas {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // allReplicas returns the local replicas ordered by start key.

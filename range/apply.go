@@ -79,17 +79,10 @@ func (sm *stateMachine) checkSpan(key []byte) error {
 }
 
 func (sm *stateMachine) put(req *pb.PutRequest, proposed int64) Result {
-	if err := sm.checkSpan(req.Key); err != nil {
-		return Result{Err: err}
-	}
-	rec, err := readValueRecord(sm.b, req.Key)
+	rec, prev, err := sm.unlocked(req.Key)
 	if err != nil {
 		return Result{Err: err}
 	}
-	if rec.Intent != nil {
-		return Result{Err: &WriteIntentError{Key: req.Key, Intent: rec.Intent}}
-	}
-	prev := committedKV(req.Key, rec)
 	if req.IfAbsent && prev != nil {
 		return Result{PrevKV: prev, Err: &CompareFailedError{Reason: "key exists"}}
 	}
@@ -100,30 +93,35 @@ func (sm *stateMachine) put(req *pb.PutRequest, proposed int64) Result {
 		return Result{PrevKV: prev, Err: &CompareFailedError{Reason: "value differs from expected value"}}
 	}
 	rev := sm.nextRevision(proposed)
-	next := &pb.ValueRecord{Value: req.Value, CreateRevision: rev, ModRevision: rev, Version: 1}
-	if prev != nil {
-		next.CreateRevision = prev.CreateRevision
-		next.Version = prev.Version + 1
-	}
-	if err := putProto(sm.b, UserKey(req.Key), next); err != nil {
+	next, err := sm.writeCommitted(req.Key, rec, &pb.TxnWrite{Value: req.Value}, rev)
+	if err != nil {
 		return Result{Err: err}
 	}
 	sm.lastRevision = rev
 	return Result{KV: recordToKV(req.Key, next, false), PrevKV: prev}
 }
 
-func (sm *stateMachine) delete(req *pb.DeleteRequest, proposed int64) Result {
-	if err := sm.checkSpan(req.Key); err != nil {
-		return Result{Err: err}
+// unlocked reads a key a plain write is about to change: its stored record
+// and committed value, or a *WriteIntentError if a transaction holds it.
+func (sm *stateMachine) unlocked(key []byte) (*pb.ValueRecord, *pb.KeyValue, error) {
+	if err := sm.checkSpan(key); err != nil {
+		return nil, nil, err
 	}
-	rec, err := readValueRecord(sm.b, req.Key)
+	rec, err := readValueRecord(sm.b, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec.Intent != nil {
+		return nil, nil, &WriteIntentError{Key: key, Intent: rec.Intent}
+	}
+	return rec, committedKV(key, rec), nil
+}
+
+func (sm *stateMachine) delete(req *pb.DeleteRequest, proposed int64) Result {
+	_, prev, err := sm.unlocked(req.Key)
 	if err != nil {
 		return Result{Err: err}
 	}
-	if rec.Intent != nil {
-		return Result{Err: &WriteIntentError{Key: req.Key, Intent: rec.Intent}}
-	}
-	prev := committedKV(req.Key, rec)
 	if err := checkModRevision(prev, req.ExpectedModRevision); err != nil {
 		return Result{PrevKV: prev, Err: err}
 	}

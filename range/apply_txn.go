@@ -204,7 +204,7 @@ func (sm *stateMachine) onePC(txn *pb.TxnRequest, proposed int64) Result {
 	if len(sim.writes) > 0 {
 		for _, k := range keys {
 			if w, ok := sim.writes[string(k)]; ok {
-				if err := sm.writeCommitted(k, recs[string(k)], w, rev); err != nil {
+				if _, err := sm.writeCommitted(k, recs[string(k)], w, rev); err != nil {
 					return Result{Err: err}
 				}
 			}
@@ -217,16 +217,17 @@ func (sm *stateMachine) onePC(txn *pb.TxnRequest, proposed int64) Result {
 
 // writeCommitted applies a write to a key's record at revision rev and
 // clears any intent.
-func (sm *stateMachine) writeCommitted(key []byte, rec *pb.ValueRecord, w *pb.TxnWrite, rev int64) error {
+// It returns the record written (nil for a delete).
+func (sm *stateMachine) writeCommitted(key []byte, rec *pb.ValueRecord, w *pb.TxnWrite, rev int64) (*pb.ValueRecord, error) {
 	if w.Delete {
-		return sm.b.Delete(UserKey(key), nil)
+		return nil, sm.b.Delete(UserKey(key), nil)
 	}
 	next := &pb.ValueRecord{Value: w.Value, CreateRevision: rev, ModRevision: rev, Version: 1}
 	if rec.ModRevision != 0 {
 		next.CreateRevision = rec.CreateRevision
 		next.Version = rec.Version + 1
 	}
-	return putProto(sm.b, UserKey(key), next)
+	return next, putProto(sm.b, UserKey(key), next)
 }
 
 // prepare locks this range's keys of a transaction and evaluates its compares
@@ -408,7 +409,7 @@ func (sm *stateMachine) resolve(r *pb.ResolveIntents) Result {
 		rec.Intent = nil
 		switch {
 		case w != nil:
-			err = sm.writeCommitted(k, rec, w, r.Record.CommitRevision)
+			_, err = sm.writeCommitted(k, rec, w, r.Record.CommitRevision)
 			sm.lastRevision = max(sm.lastRevision, r.Record.CommitRevision)
 		case rec.ModRevision == 0:
 			err = sm.b.Delete(UserKey(k), nil)
