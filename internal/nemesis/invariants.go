@@ -23,7 +23,9 @@ import (
 //     never changes, even across crashes that lose unsynced writes);
 //   - a range has at most one leader per term;
 //   - every node's range descriptors cover the key space without overlap, and
-//     nodes agree on a descriptor of the same range and generation.
+//     nodes agree on a descriptor of the same range and generation;
+//   - once replicas converge, the newest descriptors of all ranges together
+//     tile the key space and every replica they name exists.
 type invariants struct {
 	c *faultcluster.Cluster
 
@@ -351,6 +353,7 @@ func (iv *invariants) converge(ctx context.Context) []string {
 		}
 		if len(lagging) == 0 {
 			iv.sample(ctx)
+			iv.checkClusterCoverage()
 			return nil
 		}
 		select {
@@ -360,6 +363,60 @@ func (iv *invariants) converge(ctx context.Context) []string {
 	}
 	iv.sample(context.Background())
 	return lagging
+}
+
+// checkClusterCoverage checks, once replicas have converged, that the
+// newest descriptor of every range (the highest generation any node holds)
+// tiles the key space with no gap or overlap, and that every node the
+// descriptor names holds the range. Per-node coverage cannot show this when
+// replicas move: a node then holds only some ranges.
+func (iv *invariants) checkClusterCoverage() {
+	newest := map[uint64]*pb.RangeDescriptor{}
+	held := map[uint64]map[uint64]bool{} // range -> nodes holding a replica
+	for _, id := range iv.c.NodeIDs() {
+		iv.c.WithNode(id, func(n *node.Node) {
+			for _, d := range n.RangeDescriptors() {
+				if cur := newest[d.RangeId]; cur == nil || d.Generation > cur.Generation {
+					newest[d.RangeId] = d
+				}
+				if held[d.RangeId] == nil {
+					held[d.RangeId] = map[uint64]bool{}
+				}
+				held[d.RangeId][id] = true
+			}
+		})
+	}
+	descs := make([]*pb.RangeDescriptor, 0, len(newest))
+	for _, d := range newest {
+		descs = append(descs, d)
+	}
+	slices.SortFunc(descs, func(a, b *pb.RangeDescriptor) int { return bytes.Compare(a.StartKey, b.StartKey) })
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	if len(descs) == 0 {
+		iv.violate("cluster: no node holds any range")
+		return
+	}
+	if len(descs[0].StartKey) != 0 {
+		iv.violate("cluster: first range %d starts at %q, not at the start of the key space", descs[0].RangeId, descs[0].StartKey)
+	}
+	for i := 1; i < len(descs); i++ {
+		prev, d := descs[i-1], descs[i]
+		if len(prev.EndKey) == 0 || !bytes.Equal(prev.EndKey, d.StartKey) {
+			iv.violate("cluster: range %d (generation %d) ends at %q but the next range %d (generation %d) starts at %q (gap or overlap)",
+				prev.RangeId, prev.Generation, prev.EndKey, d.RangeId, d.Generation, d.StartKey)
+		}
+	}
+	if last := descs[len(descs)-1]; len(last.EndKey) != 0 {
+		iv.violate("cluster: last range %d ends at %q, not at the end of the key space", last.RangeId, last.EndKey)
+	}
+	for _, d := range descs {
+		for _, r := range d.Replicas {
+			if !held[d.RangeId][r.NodeId] {
+				iv.violate("cluster: range %d generation %d names node %d, which holds no replica of it", d.RangeId, d.Generation, r.NodeId)
+			}
+		}
+	}
 }
 
 func (iv *invariants) result() (violations []string, samples, hashChecks, termChecks, quiesced int) {

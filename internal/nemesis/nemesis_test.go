@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,12 +26,13 @@ var (
 	flagHistories = flag.Int("nemesis.histories", 3, "number of runs (histories), seeds seed..seed+histories-1")
 	flagOps       = flag.Int("nemesis.ops", 1000, "client operations per run")
 	flagSeed      = flag.Int64("nemesis.seed", 1, "first seed; 0 picks one from the clock")
-	flagNodes     = flag.Int("nemesis.nodes", 3, "nodes per cluster")
+	flagNodes     = flag.Int("nemesis.nodes", 0, "nodes per cluster (default: 3 for odd seeds, 4 for even seeds, so that half the runs move replicas)")
 	flagRanges    = flag.Int("nemesis.ranges", 8, "ranges per cluster")
 	flagRate      = flag.Float64("nemesis.rate", 0, "client operations per second over all clients (default 80)")
 	flagTruncate  = flag.Uint64("nemesis.truncate", 0, "log truncation threshold (default: drawn from the seed among 16, 64, 1000)")
 	flagKeys      = flag.Int("nemesis.keys", 0, "register keys (default 12)")
 	flagKinds     = flag.String("nemesis.kinds", "", "comma-separated fault kinds to inject (default all: "+kindNames()+")")
+	flagParallel  = flag.Int("nemesis.parallel", 1, "histories run at once (each cluster is mostly idle between operations)")
 	flagOut       = flag.String("nemesis.out", os.Getenv("NEMESIS_OUT"), "directory for the evidence of failing runs (default: a new temp dir; env NEMESIS_OUT)")
 )
 
@@ -47,44 +50,67 @@ func TestNemesis(t *testing.T) {
 			kinds = append(kinds, Kind(k))
 		}
 	}
-	var results []*Result
-	for i := 0; i < *flagHistories; i++ {
-		seed := first + int64(i)
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			// Also on stderr, so a seed that brings the process down is known.
-			fmt.Fprintf(os.Stderr, "nemesis: seed %d starting\n", seed)
-			res, err := Run(context.Background(), Config{
-				Seed:         seed,
-				Nodes:        *flagNodes,
-				Ranges:       *flagRanges,
-				Ops:          *flagOps,
-				Rate:         *flagRate,
-				RegisterKeys: *flagKeys,
-				Truncate:     *flagTruncate,
-				Kinds:        kinds,
-				OutDir:       *flagOut,
-				Logf:         t.Logf,
+	var (
+		mu      sync.Mutex
+		results []*Result
+	)
+	slots := make(chan struct{}, max(1, *flagParallel))
+	// The histories run as parallel subtests of one group, so the summary
+	// below is printed after all of them; slots bounds how many run at once.
+	t.Run("histories", func(t *testing.T) {
+		for i := 0; i < *flagHistories; i++ {
+			seed := first + int64(i)
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				if *flagParallel > 1 {
+					t.Parallel()
+				}
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				runSeed(t, seed, kinds, func(res *Result) {
+					mu.Lock()
+					defer mu.Unlock()
+					results = append(results, res)
+				})
 			})
-			if err != nil {
-				t.Fatalf("seed %d: %v", seed, err)
-			}
-			results = append(results, res)
-			t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set; %d unknown, %d refused); faults %v (admin RPCs succeeded %v); truncate threshold %d, %d snapshots; %d samples (%d quiesced replicas), %d hash and %d term comparisons; recovery %v; took %v",
-				seed, res.Attempted, res.Ops, res.RegisterOps, res.SetOps, res.Unknown, res.Failed, res.Faults, res.FaultsOK, res.LogTruncateThreshold, res.Snapshots,
-				res.Samples, res.Quiesced, res.HashChecks, res.TermChecks, res.Recovery.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
-			for _, n := range res.Notes {
-				t.Logf("seed %d: note: %s", seed, n)
-			}
-			for _, v := range res.Violations {
-				t.Errorf("%s", v)
-			}
-			if len(res.Violations) > 0 {
-				t.Errorf("seed %d: evidence in %s; rerun with -run 'TestNemesis/seed=%d$' -nemesis.seed=%d -nemesis.histories=1 -nemesis.ops=%d",
-					seed, res.OutDir, seed, seed, *flagOps)
-			}
-		})
-	}
+		}
+	})
+	slices.SortFunc(results, func(a, b *Result) int { return cmp.Compare(a.Seed, b.Seed) })
 	t.Log(Summary(results))
+}
+
+// runSeed runs and checks the history of one seed.
+func runSeed(t *testing.T, seed int64, kinds []Kind, done func(*Result)) {
+	// Also on stderr, so a seed that brings the process down is known.
+	fmt.Fprintf(os.Stderr, "nemesis: seed %d starting\n", seed)
+	res, err := Run(context.Background(), Config{
+		Seed:         seed,
+		Nodes:        nodesFor(seed),
+		Ranges:       *flagRanges,
+		Ops:          *flagOps,
+		Rate:         *flagRate,
+		RegisterKeys: *flagKeys,
+		Truncate:     *flagTruncate,
+		Kinds:        kinds,
+		OutDir:       *flagOut,
+		Logf:         t.Logf,
+	})
+	if err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	done(res)
+	t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set; %d unknown, %d refused); faults %v (admin RPCs succeeded %v); truncate threshold %d, %d snapshots; %d samples (%d quiesced replicas), %d hash and %d term comparisons; recovery %v; took %v",
+		seed, res.Attempted, res.Ops, res.RegisterOps, res.SetOps, res.Unknown, res.Failed, res.Faults, res.FaultsOK, res.LogTruncateThreshold, res.Snapshots,
+		res.Samples, res.Quiesced, res.HashChecks, res.TermChecks, res.Recovery.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
+	for _, n := range res.Notes {
+		t.Logf("seed %d: note: %s", seed, n)
+	}
+	for _, v := range res.Violations {
+		t.Errorf("%s", v)
+	}
+	if len(res.Violations) > 0 {
+		t.Errorf("seed %d: evidence in %s; rerun with -run 'TestNemesis/histories/seed=%d$' -nemesis.seed=%d -nemesis.histories=1 -nemesis.ops=%d",
+			seed, res.OutDir, seed, seed, *flagOps)
+	}
 }
 
 func kindNames() string {
@@ -268,4 +294,19 @@ func TestSplitKey(t *testing.T) {
 			}
 		}
 	}
+}
+
+// nodesFor is the cluster size of a seed's run: -nemesis.nodes, or else 3
+// nodes for odd seeds and 4 for even ones. Replica moves need a fourth node
+// (a node must be left without a replica), so half the runs exercise moves
+// and cluster-wide descriptor coverage, the other half a full 3-node
+// cluster where every node holds every range.
+func nodesFor(seed int64) int {
+	if *flagNodes > 0 {
+		return *flagNodes
+	}
+	if seed%2 == 0 {
+		return 4
+	}
+	return 3
 }
