@@ -189,6 +189,54 @@ func TestRestartedNodeCatchesUpBySnapshotAfterTruncation(t *testing.T) {
 	}
 }
 
+// TestNodeThatSkippedASplitGetsTheRightHandSide: a node that was down while
+// a range split, and caught up on the left-hand side by a snapshot (its log
+// was truncated past the split), never applies the split and so never
+// creates the right-hand replica. The right-hand side's leader must notice
+// (the node reports the replica missing) and create it with a snapshot.
+// Found by the nemesis, seed 51 (3 nodes, truncation threshold 16).
+func TestNodeThatSkippedASplitGetsTheRightHandSide(t *testing.T) {
+	const ranges = 2
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3, InitialRanges: ranges, LogTruncateThreshold: 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	all := []uint64{1, 2, 3}
+	leader := leaderOf(t, c, ctx, 1)
+	down := others(all, leader)[0]
+	c.Stop(down)
+	live := others(all, down)
+	split, err := c.Admin(leader).SplitRange(ctx, &pb.SplitRangeRequest{Key: keyInRange(0, ranges, "m")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	right := split.Right.RangeId
+	// Enough writes to the left-hand side that its log is truncated past
+	// the split.
+	for i := 0; i < 100; i++ {
+		if err := putRetry(ctx, c, live, keyInRange(0, ranges, fmt.Sprintf("a%03d", i)), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := putRetry(ctx, c, live, keyInRange(0, ranges, "z"), []byte("right")); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(down)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := c.KV(down).Get(ctx, &pb.GetRequest{Key: keyInRange(0, ranges, "z"), Stale: true})
+		if err == nil && resp.Found && string(resp.Kv.Value) == "right" && resp.GetHeader().GetRangeId() == right && resp.GetHeader().GetNodeId() == down {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d has no up-to-date replica of the right-hand range %d: %v, %v", down, right, resp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := c.Metric(down, "raftrix_snapshots_received_total"); got < 2 {
+		t.Fatalf("restarted node received %v snapshots, want one per side of the split", got)
+	}
+}
+
 func rangeInfo(t *testing.T, ctx context.Context, c *testcluster.Cluster, nodeID, rangeID uint64) *pb.RangeInfo {
 	t.Helper()
 	resp, err := c.Admin(nodeID).ListRanges(ctx, &pb.ListRangesRequest{})

@@ -281,7 +281,7 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 	n.removeFromRegistry(rangeID)
 	b := n.db.NewBatch()
 	defer b.Close()
-	if err := replica.DestroyData(b, desc); err != nil {
+	if err := replica.DestroyData(b, desc, replicaID); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -297,8 +297,20 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 // if a local replica overlaps its span (for example the left-hand side of a
 // split that this node has not applied yet): the sender retries later.
 func (n *Node) createReplica(desc *pb.RangeDescriptor) (*replica.Replica, error) {
+	// Two snapshots can race to create the same replica (a move's own and
+	// one sent because the replica was reported missing).
+	n.createMu.Lock()
+	defer n.createMu.Unlock()
+	if r := n.replica(desc.RangeId); r != nil {
+		return r, nil
+	}
 	if desc == nil || replica.ReplicaIDOnNode(desc, n.id) == 0 {
 		return nil, fmt.Errorf("snapshot descriptor does not list node %d", n.id)
+	}
+	if dead, err := replica.Tombstone(n.db, desc.RangeId); err != nil {
+		return nil, err
+	} else if id := replica.ReplicaIDOnNode(desc, n.id); id <= dead {
+		return nil, fmt.Errorf("range %d: replica %d on node %d was removed (tombstone %d); the sender's descriptor is stale", desc.RangeId, id, n.id, dead)
 	}
 	for _, r := range n.allReplicas() {
 		if spansOverlap(r.Descriptor(), desc) {

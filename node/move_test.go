@@ -3,12 +3,14 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/raftrix/raftrixdb/internal/testcluster"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
 )
 
 func replicaNodes(d *pb.RangeDescriptor) map[uint64]pb.ReplicaDescriptor_Type {
@@ -134,4 +136,41 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// TestRemovedReplicaIsNotRecreatedFromAStaleDescriptor: a node whose replica
+// was moved away keeps a tombstone, and refuses a snapshot whose (stale)
+// descriptor still lists the removed replica, so a leader cut off before the
+// move cannot recreate it and count it towards a quorum of the old
+// configuration. A later addition, with a new replica ID, is accepted.
+func TestRemovedReplicaIsNotRecreatedFromAStaleDescriptor(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	leaders, err := c.WaitLeaders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := others([]uint64{1, 2, 3}, leaders[1])[0]
+	before := rangeInfo(t, ctx, c, leaders[1], 1).Descriptor_
+	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: from, ToNode: 4}); err != nil {
+		t.Fatalf("move %d -> 4: %v", from, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Node(from).LocalReplica(1) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d still holds range 1 after the move", from)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := c.Node(from).CreateReplicaForSnapshot(before); err == nil || !strings.Contains(err.Error(), "tombstone") {
+		t.Fatalf("creating the removed replica from the old descriptor: err = %v, want a tombstone refusal", err)
+	}
+	// Moved back, it gets a new replica ID and a new replica.
+	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: 4, ToNode: from}); err != nil {
+		t.Fatalf("move 4 -> %d: %v", from, err)
+	}
+	if r := c.Node(from).LocalReplica(1); r == nil || r.ReplicaID() <= replica.ReplicaIDOnNode(before, from) {
+		t.Fatalf("node %d after moving back: replica %v", from, r)
+	}
 }

@@ -60,6 +60,9 @@ type Node struct {
 
 	// mu guards the replica registry: by ID, and ordered by start key for
 	// routing.
+	// createMu serializes creating replicas for incoming snapshots.
+	createMu sync.Mutex
+
 	mu struct {
 		sync.RWMutex
 		replicas map[uint64]*replica.Replica

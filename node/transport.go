@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -50,6 +51,9 @@ type transport struct {
 		sync.Mutex
 		conns  map[uint64]*grpc.ClientConn
 		queues map[uint64]chan outMsg
+		// missingSnapAt is when a snapshot was last sent to a replica
+		// reported missing (see missing_replica.go).
+		missingSnapAt map[[2]uint64]time.Time
 	}
 }
 
@@ -244,9 +248,13 @@ func (t *transport) streamTo(nodeID uint64, q chan outMsg) error {
 	go func() {
 		// Acks only report problems; reading them keeps flow control moving.
 		for {
-			if _, err := stream.Recv(); err != nil {
+			ack, err := stream.Recv()
+			if err != nil {
 				cancel()
 				return
+			}
+			if ack.NoReplica {
+				t.n.replicaMissing(ack.RangeId, ack.ToReplica, nodeID)
 			}
 		}
 	}()
@@ -407,7 +415,12 @@ func (s *raftServer) RaftMessages(stream pb.Raft_RaftMessagesServer) error {
 		}
 		for _, rm := range batch.Messages {
 			if err := s.step(rm); err != nil {
-				if sendErr := stream.Send(&pb.RaftMessageAck{RangeId: rm.RangeId, Error: err.Error()}); sendErr != nil {
+				ack := &pb.RaftMessageAck{RangeId: rm.RangeId, Error: err.Error()}
+				var missing *missingReplicaError
+				if errors.As(err, &missing) && s.n.shouldReportMissing(missing) {
+					ack.NoReplica, ack.ToReplica = true, missing.toReplica
+				}
+				if sendErr := stream.Send(ack); sendErr != nil {
 					return sendErr
 				}
 			}
@@ -422,7 +435,7 @@ func (s *raftServer) step(rm *pb.RaftMessage) error {
 	}
 	r := s.n.replica(rm.RangeId)
 	if r == nil {
-		return fmt.Errorf("node %d has no replica of range %d", s.n.id, rm.RangeId)
+		return &missingReplicaError{nodeID: s.n.id, rangeID: rm.RangeId, toReplica: m.To, fromLeader: fromLeader(m.Type)}
 	}
 	step := r.Step
 	if rm.Quiesce {

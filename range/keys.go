@@ -31,6 +31,7 @@ const (
 	suffixTruncated byte = 't'
 	suffixApplied   byte = 'a'
 	suffixDesc      byte = 'd'
+	suffixTombstone byte = 'z'
 )
 
 func rangeLocalPrefix(rangeID uint64) []byte {
@@ -50,6 +51,10 @@ func HardStateKey(rangeID uint64) []byte      { return rangeLocalKey(rangeID, su
 func AppliedStateKey(rangeID uint64) []byte   { return rangeLocalKey(rangeID, suffixApplied) }
 func TruncatedStateKey(rangeID uint64) []byte { return rangeLocalKey(rangeID, suffixTruncated) }
 func DescriptorKey(rangeID uint64) []byte     { return rangeLocalKey(rangeID, suffixDesc) }
+
+// TombstoneKey is the engine key of the highest replica ID of a range that
+// this node has destroyed (see DestroyData).
+func TombstoneKey(rangeID uint64) []byte { return rangeLocalKey(rangeID, suffixTombstone) }
 
 // LogKey is the engine key of the Raft log entry at index.
 func LogKey(rangeID, index uint64) []byte {

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -440,8 +441,12 @@ func WriteUninitializedState(b *pebble.Batch, desc *pb.RangeDescriptor) error {
 }
 
 // DestroyData deletes everything a removed replica kept: its Raft state and
-// the user keys and transaction records of its span.
-func DestroyData(b *pebble.Batch, desc *pb.RangeDescriptor) error {
+// the user keys and transaction records of its span. It leaves a tombstone
+// with the replica's ID, so that the node never recreates a replica of the
+// range with that ID or a lower one: a leader that still lists the removed
+// replica is stale, and a replica recreated from its snapshot would help it
+// reach a quorum of an old configuration.
+func DestroyData(b *pebble.Batch, desc *pb.RangeDescriptor, replicaID uint64) error {
 	lo, hi := RangeLocalSpan(desc.RangeId)
 	if err := b.DeleteRange(lo, hi, nil); err != nil {
 		return err
@@ -451,5 +456,22 @@ func DestroyData(b *pebble.Batch, desc *pb.RangeDescriptor) error {
 			return err
 		}
 	}
-	return nil
+	// Written after the range deletion, so in the same batch it survives it.
+	return b.Set(TombstoneKey(desc.RangeId), binary.BigEndian.AppendUint64(nil, replicaID), nil)
+}
+
+// Tombstone returns the highest replica ID of the range that this node has
+// destroyed, or 0.
+func Tombstone(db pebble.Reader, rangeID uint64) (uint64, error) {
+	v, closer, err := db.Get(TombstoneKey(rangeID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("range %d: tombstone of %d bytes", rangeID, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }

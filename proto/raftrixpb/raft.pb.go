@@ -147,9 +147,16 @@ func (x *RaftMessage) GetQuiesce() bool {
 // RaftMessageAck reports problems with delivered messages back to the sender
 // (for example a range the receiver does not know).
 type RaftMessageAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Error   string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// no_replica says the receiver holds no replica of the range, and
+	// to_replica is the replica ID the message was addressed to. A leader
+	// that still lists that replica sends it a snapshot, which creates it
+	// (for example the right-hand side of a split that the receiver skipped
+	// by installing a snapshot of the left-hand side).
+	NoReplica     bool   `protobuf:"varint,3,opt,name=no_replica,json=noReplica,proto3" json:"no_replica,omitempty"`
+	ToReplica     uint64 `protobuf:"varint,4,opt,name=to_replica,json=toReplica,proto3" json:"to_replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +203,20 @@ func (x *RaftMessageAck) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *RaftMessageAck) GetNoReplica() bool {
+	if x != nil {
+		return x.NoReplica
+	}
+	return false
+}
+
+func (x *RaftMessageAck) GetToReplica() uint64 {
+	if x != nil {
+		return x.ToReplica
+	}
+	return 0
 }
 
 type SnapshotChunk struct {
@@ -454,10 +475,14 @@ const file_raftrix_v1_raft_proto_rawDesc = "" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x18\n" +
-	"\aquiesce\x18\x03 \x01(\bR\aquiesce\"A\n" +
+	"\aquiesce\x18\x03 \x01(\bR\aquiesce\"\x7f\n" +
 	"\x0eRaftMessageAck\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\x81\x01\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"no_replica\x18\x03 \x01(\bR\tnoReplica\x12\x1d\n" +
+	"\n" +
+	"to_replica\x18\x04 \x01(\x04R\ttoReplica\"\x81\x01\n" +
 	"\rSnapshotChunk\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.raftrix.v1.SnapshotHeaderR\x06header\x12&\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x14.raftrix.v1.EngineKVR\x03kvs\x12\x14\n" +
