@@ -174,3 +174,40 @@ func TestRemovedReplicaIsNotRecreatedFromAStaleDescriptor(t *testing.T) {
 		t.Fatalf("node %d after moving back: replica %v", from, r)
 	}
 }
+
+// TestReplicaRemovedWhileDownIsDestroyed: a replica moved away while its
+// node was down misses its removal; once the node is back, the replica's
+// messages to the range's members are answered "removed" and the node
+// destroys it instead of keeping a stale copy that campaigns forever.
+// Found by the nemesis, seed 98 (4 nodes, moves).
+func TestReplicaRemovedWhileDownIsDestroyed(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	leaders, err := c.WaitLeaders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := others([]uint64{1, 2, 3}, leaders[1])[0]
+	removed := c.Node(down).LocalReplica(1).ReplicaID()
+	c.Stop(down)
+	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: down, ToNode: 4}); err != nil {
+		t.Fatalf("move %d -> 4: %v", down, err)
+	}
+	c.Restart(down)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := c.Node(down).LocalReplica(1)
+		if r == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d still holds removed replica %d of range 1: %+v", down, removed, r.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Its other range is untouched.
+	if c.Node(down).LocalReplica(2) == nil {
+		t.Fatalf("node %d lost its replica of range 2", down)
+	}
+}

@@ -256,6 +256,9 @@ func (t *transport) streamTo(nodeID uint64, q chan outMsg) error {
 			if ack.NoReplica {
 				t.n.replicaMissing(ack.RangeId, ack.ToReplica, nodeID)
 			}
+			if ack.RemovedReplica != 0 {
+				t.n.replicaRemoved(ack.RangeId, ack.RemovedReplica)
+			}
 		}
 	}()
 	batch := &pb.RaftMessageBatch{FromNode: t.n.id, ToNode: nodeID}
@@ -417,8 +420,11 @@ func (s *raftServer) RaftMessages(stream pb.Raft_RaftMessagesServer) error {
 			if err := s.step(rm); err != nil {
 				ack := &pb.RaftMessageAck{RangeId: rm.RangeId, Error: err.Error()}
 				var missing *missingReplicaError
+				var removed *removedReplicaError
 				if errors.As(err, &missing) && s.n.shouldReportMissing(missing) {
 					ack.NoReplica, ack.ToReplica = true, missing.toReplica
+				} else if errors.As(err, &removed) {
+					ack.RemovedReplica = removed.fromReplica
 				}
 				if sendErr := stream.Send(ack); sendErr != nil {
 					return sendErr
@@ -436,6 +442,9 @@ func (s *raftServer) step(rm *pb.RaftMessage) error {
 	r := s.n.replica(rm.RangeId)
 	if r == nil {
 		return &missingReplicaError{nodeID: s.n.id, rangeID: rm.RangeId, toReplica: m.To, fromLeader: fromLeader(m.Type)}
+	}
+	if err := checkSender(r.Descriptor(), &m); err != nil {
+		return err
 	}
 	step := r.Step
 	if rm.Quiesce {

@@ -29,7 +29,9 @@
 //     scan holds every acknowledged insert and no insert that failed
 //     definitely; replicas converge to the same applied index and equal
 //     state hashes; committed log positions never changed term; at most one
-//     leader per range and term; descriptors cover the key space.
+//     leader per range and term; a node's descriptors never overlap, and
+//     once replicas converge the newest descriptors tile the key space and
+//     every replica they name exists.
 //
 // The fault schedule and every client's choices (operation, key, node, think
 // time) come from the seed, so a run is reproducible as far as anything

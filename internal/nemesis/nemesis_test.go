@@ -32,7 +32,6 @@ var (
 	flagTruncate  = flag.Uint64("nemesis.truncate", 0, "log truncation threshold (default: drawn from the seed among 16, 64, 1000)")
 	flagKeys      = flag.Int("nemesis.keys", 0, "register keys (default 12)")
 	flagKinds     = flag.String("nemesis.kinds", "", "comma-separated fault kinds to inject (default all: "+kindNames()+")")
-	flagParallel  = flag.Int("nemesis.parallel", 1, "histories run at once (each cluster is mostly idle between operations)")
 	flagOut       = flag.String("nemesis.out", os.Getenv("NEMESIS_OUT"), "directory for the evidence of failing runs (default: a new temp dir; env NEMESIS_OUT)")
 )
 
@@ -54,18 +53,15 @@ func TestNemesis(t *testing.T) {
 		mu      sync.Mutex
 		results []*Result
 	)
-	slots := make(chan struct{}, max(1, *flagParallel))
 	// The histories run as parallel subtests of one group, so the summary
-	// below is printed after all of them; slots bounds how many run at once.
+	// below is printed after all of them. go test's -parallel bounds how
+	// many run at once (default GOMAXPROCS); a cluster is mostly idle
+	// between operations, so several share a core well.
 	t.Run("histories", func(t *testing.T) {
 		for i := 0; i < *flagHistories; i++ {
 			seed := first + int64(i)
 			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-				if *flagParallel > 1 {
-					t.Parallel()
-				}
-				slots <- struct{}{}
-				defer func() { <-slots }()
+				t.Parallel()
 				runSeed(t, seed, kinds, func(res *Result) {
 					mu.Lock()
 					defer mu.Unlock()

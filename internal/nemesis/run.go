@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Nodes:                cfg.Nodes,
 		InitialRanges:        cfg.Ranges,
 		LogTruncateThreshold: res.LogTruncateThreshold,
-		Logger:               slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:               slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: logLevel()})),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("seed %d: %w", cfg.Seed, err)
@@ -170,9 +170,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	steps := schedule(rng, nodes, cfg.Kinds, 2*planned+10*time.Second)
 	nm := &nemesis{c: c, rng: rand.New(rand.NewPCG(rng.Uint64(), 1)), start: start, counts: map[Kind]int{}, succeeded: map[Kind]int{}}
 	iv := newInvariants(c, start)
-	// With moves, a node may hold no replica of some ranges: only the
-	// descriptors of all nodes together must cover the key space.
-	iv.partialNodes = len(nodes) >= minNodesForMove && slices.Contains(cfg.Kinds, Move)
 	h := newHistory(start)
 	sets := newSetState()
 
@@ -503,4 +500,14 @@ func Summary(results []*Result) string {
 	}
 	return fmt.Sprintf("nemesis: histories=%d operations=%d unknown=%d snapshots=%d faults=%d (%s) violations=%d",
 		len(results), ops, unknown, snapshots, total, strings.Join(fs, " "), violations)
+}
+
+// logLevel is the level of the node logs kept as evidence: warnings, or
+// NEMESIS_LOG_LEVEL (debug, info, warn, error) when debugging a seed.
+func logLevel() slog.Level {
+	var l slog.Level = slog.LevelWarn
+	if v := os.Getenv("NEMESIS_LOG_LEVEL"); v != "" {
+		_ = l.UnmarshalText([]byte(v))
+	}
+	return l
 }

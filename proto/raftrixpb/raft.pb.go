@@ -155,10 +155,15 @@ type RaftMessageAck struct {
 	// that still lists that replica sends it a snapshot, which creates it
 	// (for example the right-hand side of a split that the receiver skipped
 	// by installing a snapshot of the left-hand side).
-	NoReplica     bool   `protobuf:"varint,3,opt,name=no_replica,json=noReplica,proto3" json:"no_replica,omitempty"`
-	ToReplica     uint64 `protobuf:"varint,4,opt,name=to_replica,json=toReplica,proto3" json:"to_replica,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoReplica bool   `protobuf:"varint,3,opt,name=no_replica,json=noReplica,proto3" json:"no_replica,omitempty"`
+	ToReplica uint64 `protobuf:"varint,4,opt,name=to_replica,json=toReplica,proto3" json:"to_replica,omitempty"`
+	// removed_replica is set when the message came from a replica that the
+	// receiver's descriptor shows removed from the range (its ID is below
+	// next_replica_id and not listed): the sender missed its removal, for
+	// example while it was down, and destroys it.
+	RemovedReplica uint64 `protobuf:"varint,5,opt,name=removed_replica,json=removedReplica,proto3" json:"removed_replica,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RaftMessageAck) Reset() {
@@ -215,6 +220,13 @@ func (x *RaftMessageAck) GetNoReplica() bool {
 func (x *RaftMessageAck) GetToReplica() uint64 {
 	if x != nil {
 		return x.ToReplica
+	}
+	return 0
+}
+
+func (x *RaftMessageAck) GetRemovedReplica() uint64 {
+	if x != nil {
+		return x.RemovedReplica
 	}
 	return 0
 }
@@ -475,14 +487,15 @@ const file_raftrix_v1_raft_proto_rawDesc = "" +
 	"\vRaftMessage\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x18\n" +
-	"\aquiesce\x18\x03 \x01(\bR\aquiesce\"\x7f\n" +
+	"\aquiesce\x18\x03 \x01(\bR\aquiesce\"\xa8\x01\n" +
 	"\x0eRaftMessageAck\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
 	"no_replica\x18\x03 \x01(\bR\tnoReplica\x12\x1d\n" +
 	"\n" +
-	"to_replica\x18\x04 \x01(\x04R\ttoReplica\"\x81\x01\n" +
+	"to_replica\x18\x04 \x01(\x04R\ttoReplica\x12'\n" +
+	"\x0fremoved_replica\x18\x05 \x01(\x04R\x0eremovedReplica\"\x81\x01\n" +
 	"\rSnapshotChunk\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.raftrix.v1.SnapshotHeaderR\x06header\x12&\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x14.raftrix.v1.EngineKVR\x03kvs\x12\x14\n" +
