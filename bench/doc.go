@@ -22,12 +22,16 @@
 //     unchanged on every driver.
 //   - A Driver (driver.go) is the five operations a workload needs; a
 //     TxnDriver adds the multi-key transaction of txn and bank. The raftrix
-//     driver speaks the KV gRPC service (one KV.Txn per transaction); the
-//     etcd driver uses go.etcd.io/etcd/client/v3 (one Txn). Both send the
-//     same bytes for the same key and value, and both read linearizably.
+//     driver uses RaftrixDB's Go client (package client), which sends each
+//     request straight to the leader of its key's range, with no forwarding
+//     hop (one KV.Txn per transaction, to the range's leader when its keys
+//     lie in one range); the etcd driver uses go.etcd.io/etcd/client/v3 (one
+//     Txn). Both send the same bytes for the same key and value, and both
+//     read linearizably.
 //   - The runner (runner.go) runs --clients workers over --conns
-//     connections, for --duration or --total operations, closed loop or at a
-//     fixed --rate, and records every operation in a recorder.
+//     connections (etcd; the raftrix client keeps one connection per node),
+//     for --duration or --total operations, closed loop or at a fixed
+//     --rate, and records every operation in a recorder.
 //   - The report (report.go) turns the recorder's histograms into a live
 //     line per second (stderr), a final table (stdout) and, with --json, a
 //     JSON file (see Report); summary.go puts several such files side by
@@ -71,7 +75,9 @@
 // operation when the last one ends, and latency is service time.
 //
 // Operations that fail are counted by gRPC code name and kept out of the
-// latency histograms; nothing is retried during the measured run. A
+// latency histograms; the runner retries nothing during the measured run
+// (the store clients' own retries, such as the raftrix client's retry of a
+// write its leader refused, are part of one operation and its latency). A
 // read-modify-write, transaction or transfer whose compares lose to a
 // concurrent writer is a conflict, not an error; a read of a missing key is
 // a miss, not an error. The bank checks after the run that the accounts'

@@ -66,7 +66,8 @@ type DriverConfig struct {
 	Endpoints []string
 	// Conns is the number of connections; connection i goes to endpoint
 	// i mod len(Endpoints), and operations use the connections round-robin.
-	// 0 means one per endpoint.
+	// 0 means one per endpoint. The raftrix driver ignores it: its client
+	// keeps one connection per node and picks the node by key.
 	Conns int
 	// DialTimeout bounds establishing a connection where the client dials
 	// eagerly (etcd).

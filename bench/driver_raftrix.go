@@ -3,70 +3,63 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/raftrix/raftrixdb/client"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
-// raftrixDriver talks to RaftrixDB's KV service. Every node accepts every
-// request and forwards it to the range's leader, so the driver does no
-// routing of its own: it spreads operations over its connections.
+// raftrixDriver talks to RaftrixDB through the Go client library, as an
+// application would: one client.DB whose range cache sends each request
+// for a key straight to the leader of the key's range, so no node forwards
+// it. The endpoints are the client's seeds (placement lookups, and requests
+// whose leader is unknown). The client keeps one connection per node it
+// talks to, shared by all workers; DriverConfig.Conns does not apply.
+//
+// The client retries what is safe to retry (reads on Unavailable, writes
+// the node refused before doing anything) within the operation's deadline,
+// so such a retry is part of one operation and of its latency. An
+// operation with no deadline (--timeout 0) gets the client's
+// RequestTimeout (10s).
 type raftrixDriver struct {
-	conns   []*grpc.ClientConn
-	clients []pb.KVClient
-	next    atomic.Uint64
+	db *client.DB
+	// adminAddr is the endpoint asked for the range list (userRangeStarts).
+	adminAddr string
 }
 
 var _ TxnDriver = (*raftrixDriver)(nil)
 
 func openRaftrix(cfg DriverConfig) (*raftrixDriver, error) {
-	d := &raftrixDriver{}
-	for i := 0; i < cfg.conns(); i++ {
-		addr := cfg.Endpoints[i%len(cfg.Endpoints)]
-		// grpc.NewClient connects lazily; a dead endpoint shows up as
-		// Unavailable errors of the operations sent to it.
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			d.Close()
-			return nil, fmt.Errorf("endpoint %s: %w", addr, err)
-		}
-		d.conns = append(d.conns, cc)
-		d.clients = append(d.clients, pb.NewKVClient(cc))
+	// The client connects lazily; a dead endpoint shows up as Unavailable
+	// errors of the operations that need it.
+	db, err := client.New(client.Config{Endpoints: cfg.Endpoints})
+	if err != nil {
+		return nil, err
 	}
-	return d, nil
-}
-
-// client picks the next connection, round-robin.
-func (d *raftrixDriver) client() pb.KVClient {
-	return d.clients[(d.next.Add(1)-1)%uint64(len(d.clients))]
+	return &raftrixDriver{db: db, adminAddr: cfg.Endpoints[0]}, nil
 }
 
 func (d *raftrixDriver) Get(ctx context.Context, key []byte) (bool, int64, error) {
-	resp, err := d.client().Get(ctx, &pb.GetRequest{Key: key})
-	if err != nil {
+	kv, err := d.db.Get(ctx, key)
+	if err != nil || kv == nil {
 		return false, 0, err
 	}
-	if !resp.Found {
-		return false, 0, nil
-	}
-	return true, resp.GetKv().GetModRevision(), nil
+	return true, kv.ModRevision, nil
 }
 
 func (d *raftrixDriver) Put(ctx context.Context, key, value []byte) error {
-	_, err := d.client().Put(ctx, &pb.PutRequest{Key: key, Value: value})
+	_, err := d.db.Put(ctx, key, value)
 	return err
 }
 
 func (d *raftrixDriver) CompareAndPut(ctx context.Context, key, value []byte, expectedModRev int64) (bool, error) {
-	_, err := d.client().Put(ctx, &pb.PutRequest{Key: key, Value: value, ExpectedModRevision: &expectedModRev})
+	_, err := d.db.PutRequest(ctx, &pb.PutRequest{Key: key, Value: value, ExpectedModRevision: &expectedModRev})
 	if isCompareFailed(err) {
 		return false, nil
 	}
@@ -88,38 +81,31 @@ func isCompareFailed(err error) bool {
 	return true
 }
 
+// Scan reads up to limit keys from start to the end of the user key space.
+// The client sends it to the leader of start's range and follows the
+// continuation across ranges until limit keys or the end.
 func (d *raftrixDriver) Scan(ctx context.Context, start []byte, limit int) (int, error) {
-	c := d.client()
-	req := &pb.ScanRequest{Start: start, Limit: int64(limit)}
-	n := 0
-	for {
-		resp, err := c.Scan(ctx, req)
-		if err != nil {
-			return n, err
-		}
-		n += len(resp.Kvs)
-		// A page may stop short of the limit at a range boundary; follow
-		// the continuation until the limit or the end of the key space.
-		if len(resp.Continuation) == 0 || n >= limit {
-			return n, nil
-		}
-		req.Continuation = resp.Continuation
-		req.Limit = int64(limit - n)
+	if limit <= 0 {
+		return 0, nil // the client's limit 0 would read every key
 	}
+	kvs, err := d.db.Scan(ctx, start, nil, limit)
+	return len(kvs), err
 }
 
 func (d *raftrixDriver) GetValue(ctx context.Context, key []byte) ([]byte, int64, bool, error) {
-	resp, err := d.client().Get(ctx, &pb.GetRequest{Key: key})
-	if err != nil || !resp.Found {
+	kv, err := d.db.Get(ctx, key)
+	if err != nil || kv == nil {
 		return nil, 0, false, err
 	}
-	return resp.GetKv().GetValue(), resp.GetKv().GetModRevision(), true, nil
+	return kv.Value, kv.ModRevision, true, nil
 }
 
-// CompareAndPutAll is one KV.Txn: a MOD_REVISION EQUAL compare per key,
-// then the (get and) put of every key, or else a get of every key. The
-// node that receives it coordinates it: one Raft command when the keys lie
-// in one range, two-phase commit otherwise.
+// CompareAndPutAll is one KV.Txn (client.DB.Commit): a MOD_REVISION EQUAL
+// compare per key, then the (get and) put of every key, or else a get of
+// every key. When the client's range cache puts every key in one range, the
+// txn goes to that range's leader, which runs it as one Raft command;
+// otherwise it goes to a seed endpoint (in turn), which coordinates it with
+// two-phase commit.
 func (d *raftrixDriver) CompareAndPutAll(ctx context.Context, keys, values [][]byte, expect []int64, read bool) (TxnResult, error) {
 	req := &pb.TxnRequest{}
 	for i, k := range keys {
@@ -132,7 +118,7 @@ func (d *raftrixDriver) CompareAndPutAll(ctx context.Context, keys, values [][]b
 		}
 		req.Success = append(req.Success, &pb.RequestOp{Request: &pb.RequestOp_Put{Put: &pb.PutRequest{Key: k, Value: values[i]}}})
 	}
-	resp, err := d.client().Txn(ctx, req)
+	resp, err := d.db.Commit(ctx, req)
 	if err != nil {
 		return TxnResult{}, err
 	}
@@ -150,9 +136,14 @@ func (d *raftrixDriver) CompareAndPutAll(ctx context.Context, keys, values [][]b
 
 // userRangeStarts returns the start keys of the user ranges that the
 // first endpoint's node holds, in order, the first range's empty start
-// left out.
+// left out. It is asked once per run, on a connection of its own.
 func (d *raftrixDriver) userRangeStarts(ctx context.Context) ([][]byte, error) {
-	resp, err := pb.NewAdminClient(d.conns[0]).ListRanges(ctx, &pb.ListRangesRequest{})
+	cc, err := grpc.NewClient(d.adminAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", d.adminAddr, err)
+	}
+	defer cc.Close()
+	resp, err := pb.NewAdminClient(cc).ListRanges(ctx, &pb.ListRangesRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -168,9 +159,5 @@ func (d *raftrixDriver) userRangeStarts(ctx context.Context) ([][]byte, error) {
 }
 
 func (d *raftrixDriver) Close() error {
-	var errs []error
-	for _, cc := range d.conns {
-		errs = append(errs, cc.Close())
-	}
-	return errors.Join(errs...)
+	return d.db.Close()
 }

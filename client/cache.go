@@ -33,8 +33,11 @@ func entryLess(a, b *rangeEntry) bool { return bytes.Compare(a.desc.StartKey, b.
 // overlapping descriptors one descends from the other and has the higher
 // generation: a newer descriptor evicts what it overlaps, an older one is
 // dropped.
+//
+// Every request reads the cache and few change it, so readers share mu: the
+// btree allows concurrent reads.
 type rangeCache struct {
-	mu   sync.Mutex
+	mu   sync.RWMutex
 	tree *btree.BTreeG[*rangeEntry] // guarded by mu
 }
 
@@ -42,20 +45,29 @@ func newRangeCache() *rangeCache {
 	return &rangeCache{tree: btree.NewG(8, entryLess)}
 }
 
+// probe returns a search key for the tree: an entry starting at key. The
+// entry and its descriptor share one allocation.
 func probe(key []byte) *rangeEntry {
-	return &rangeEntry{desc: &pb.RangeDescriptor{StartKey: key}}
+	p := &struct {
+		e rangeEntry
+		d pb.RangeDescriptor
+	}{}
+	p.d.StartKey = key
+	p.e.desc = &p.d
+	return &p.e
 }
 
 // get returns the entry whose span holds key.
 func (c *rangeCache) get(key []byte) (rangeEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if e := c.getLocked(key); e != nil {
 		return *e, true
 	}
 	return rangeEntry{}, false
 }
 
+// getLocked needs mu held, for reading at least.
 func (c *rangeCache) getLocked(key []byte) *rangeEntry {
 	var found *rangeEntry
 	c.tree.DescendLessOrEqual(probe(key), func(e *rangeEntry) bool {
@@ -154,8 +166,8 @@ func (c *rangeCache) forgetAddr(addr string) {
 
 // entries returns every entry in key order (for tests).
 func (c *rangeCache) entries() []rangeEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	var out []rangeEntry
 	c.tree.Ascend(func(e *rangeEntry) bool {
 		out = append(out, *e)

@@ -53,8 +53,10 @@ type DB struct {
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
 
+	// mu is read on every request (conn) and written rarely (a new
+	// connection, a failure, a node address), so readers share it.
 	mu struct {
-		sync.Mutex
+		sync.RWMutex
 		closed bool
 		// conns holds one connection per address (seeds and leaders),
 		// created on first use and shared by all requests.

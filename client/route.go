@@ -75,6 +75,16 @@ type target struct {
 // conn returns the shared connection to addr, creating it (lazily
 // connecting) on first use.
 func (db *DB) conn(addr string) (*grpc.ClientConn, error) {
+	db.mu.RLock()
+	c, ok := db.mu.conns[addr]
+	closed := db.mu.closed
+	db.mu.RUnlock()
+	switch {
+	case closed:
+		return nil, errClosed
+	case ok:
+		return c, nil
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.mu.closed {
@@ -96,6 +106,9 @@ func (db *DB) conn(addr string) (*grpc.ClientConn, error) {
 // writes included. A connection in transient failure is reported at once
 // (and asked to reconnect without waiting out its backoff, for next time).
 func waitReady(ctx context.Context, conn *grpc.ClientConn) bool {
+	if conn.GetState() == connectivity.Ready {
+		return true // the common case: no timer to set up
+	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	for {
@@ -145,8 +158,8 @@ func (db *DB) seed() string {
 	n := uint64(len(db.seeds))
 	start := db.next.Add(1)
 	now := time.Now()
-	db.mu.Lock()
-	defer db.mu.Unlock()
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	for i := uint64(0); i < n; i++ {
 		addr := db.seeds[(start+i)%n]
 		if t, ok := db.mu.failedAt[addr]; !ok || now.Sub(t) > failedAddrPause {
@@ -240,8 +253,8 @@ func (db *DB) nodeAddr(id uint64) string {
 	if id == 0 {
 		return ""
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
+	db.mu.RLock()
+	defer db.mu.RUnlock()
 	return db.mu.nodes[id]
 }
 

@@ -48,7 +48,7 @@ type fakePlacement struct {
 	n *fakeNode
 }
 
-func startFake(t *testing.T, id uint64) *fakeNode {
+func startFake(t testing.TB, id uint64) *fakeNode {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -155,7 +155,7 @@ func routingErr(re *pb.RoutingError) error {
 	return st.Err()
 }
 
-func newTestDB(t *testing.T, timeout time.Duration, seeds ...*fakeNode) *DB {
+func newTestDB(t testing.TB, timeout time.Duration, seeds ...*fakeNode) *DB {
 	t.Helper()
 	var eps []string
 	for _, s := range seeds {
