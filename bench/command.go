@@ -52,12 +52,17 @@ counts from the scheduled start, so queueing is not hidden (no coordinated
 omission). With --rate 0 each worker sends its next operation when the last
 one returns. --warmup runs before the measured time and is not reported.
 
+CPU: with --cpu-pids (the store's server processes) the report adds the CPU
+time, user+system, that they and the bench process used over the measured
+time, and their sum per completed operation.
+
 By default the workload's keys are written once (--load) before the run.`,
 		Example: `  raftrix bench kv --read-fraction 0.9 --clients 32 --duration 30s
   raftrix bench ycsb --workload A --rate 2000 --warmup 5s --json a.json
   raftrix bench ycsb --workload C --driver etcd --endpoints 127.0.0.1:2379
   raftrix bench txn --keys-per-txn 4 --ranges-per-txn 4 --ranges 64 --clients 64
   raftrix bench bank --accounts 1000 --clients 32 --duration 10s
+  raftrix bench kv --read-fraction 0 --cpu-pids "$(pgrep -d, -x raftrix)"
   raftrix bench summary results/*.json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -78,6 +83,7 @@ By default the workload's keys are written once (--load) before the run.`,
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.label, "label", "", "name of the run in the JSON report, which summary groups by (default: the workload)")
 	fs.BoolVar(&o.load, "load", true, "write every key of --keys once before the run (not measured)")
+	fs.IntSliceVar(&o.run.CPUPids, "cpu-pids", nil, "comma-separated PIDs of the store's server processes: report their CPU time and this process's over the measured time, and CPU per operation (Linux /proc)")
 	fs.DurationVar(&o.readyWait, "ready-wait", 30*time.Second, "wait this long for the store to answer before starting")
 	fs.StringVar(&o.dist, "key-dist", "", "key distribution: uniform, zipfian, sequential, or latest (ycsb D) (default: kv uniform, ycsb the workload's)")
 	fs.Uint64Var(&o.keys, "keys", 10000, "number of keys in the key space before inserts")
@@ -219,6 +225,12 @@ func (o *options) execute(cmd *cobra.Command, spec Spec, stdout, stderr io.Write
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
 
+	if len(o.run.CPUPids) > 0 {
+		// Fail now rather than after the load.
+		if _, err := newCPUMeter(o.run.CPUPids); err != nil {
+			return err
+		}
+	}
 	dcfg := DriverConfig{Endpoints: endpoints, Conns: o.conns}
 	d, err := OpenDriver(o.driver, dcfg)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -185,6 +186,20 @@ type Report struct {
 	Total OpReport `json:"total"`
 	// Bank is the bank workload's audit after the run.
 	Bank *BankCheck `json:"bank,omitempty"`
+
+	// CPUPids are the store's server processes given with --cpu-pids; the
+	// CPU fields below are set only when they are. ServerCPUSeconds is the
+	// user+system CPU time those processes used over the measured time,
+	// ClientCPUSeconds that of the bench process itself, and CPUUsPerOp
+	// their sum per operation of Total.Count, in microseconds.
+	CPUPids          []int   `json:"cpu_pids,omitempty"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
+	CPUUsPerOp       float64 `json:"cpu_us_per_op,omitempty"`
+	// CPUPidsExited are those of CPUPids that exited during the measured
+	// time: ServerCPUSeconds has their CPU only until they were last read
+	// (at most LiveInterval before), so it and CPUUsPerOp are too low.
+	CPUPidsExited []int `json:"cpu_pids_exited,omitempty"`
 }
 
 // OpReport is the result for one operation type, or for all of them.
@@ -261,6 +276,18 @@ func (rep *Report) fillOps(totals [numOps]*opStats) {
 	rep.Total = opReportOf("total", all, rep.MeasuredSeconds)
 }
 
+// setCPU sets the CPU fields from what a cpuMeter of pids measured; call
+// it after fillOps.
+func (rep *Report) setCPU(pids []int, u cpuUsage) {
+	rep.CPUPids = pids
+	rep.ServerCPUSeconds = u.server.Seconds()
+	rep.ClientCPUSeconds = u.client.Seconds()
+	rep.CPUPidsExited = u.exited
+	if rep.Total.Count > 0 {
+		rep.CPUUsPerOp = (rep.ServerCPUSeconds + rep.ClientCPUSeconds) / float64(rep.Total.Count) * 1e6
+	}
+}
+
 // WriteTable prints the report as a table with latencies in milliseconds,
 // followed by error, miss and conflict counts where there are any.
 func (rep *Report) WriteTable(w io.Writer) error {
@@ -307,6 +334,20 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		notes = append(notes, fmt.Sprintf("warning: %d scheduled operations never started: %d clients could not keep up with %g ops/s; raise --clients or lower --rate",
 			rep.Unstarted, rep.Clients, rep.TargetRate))
 	}
+	if len(rep.CPUPids) > 0 {
+		n := fmt.Sprintf("CPU: servers %.2fs (pids %s), client %.2fs", rep.ServerCPUSeconds, joinInts(rep.CPUPids), rep.ClientCPUSeconds)
+		if rep.MeasuredSeconds > 0 {
+			n += fmt.Sprintf(", %.2f cores over %.1fs", (rep.ServerCPUSeconds+rep.ClientCPUSeconds)/rep.MeasuredSeconds, rep.MeasuredSeconds)
+		}
+		if rep.Total.Count > 0 {
+			n += fmt.Sprintf("; %.1fµs per op", rep.CPUUsPerOp)
+		}
+		notes = append(notes, n)
+		if len(rep.CPUPidsExited) > 0 {
+			notes = append(notes, fmt.Sprintf("warning: --cpu-pids %s exited during the measured time; their CPU counts only until last read, so the servers' CPU and CPU per op are too low",
+				joinInts(rep.CPUPidsExited)))
+		}
+	}
 	if b := rep.Bank; b != nil {
 		verdict := "conserved"
 		if !b.Conserved {
@@ -321,6 +362,14 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 // ms formats microseconds as milliseconds.

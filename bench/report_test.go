@@ -109,6 +109,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		WarmupSeconds: 1, MeasuredSeconds: 10, Unstarted: 3,
 	}
 	rep.fillOps(rec.totals())
+	rep.setCPU([]int{11, 12, 13}, cpuUsage{server: 3 * time.Second, client: time.Second, exited: []int{12}})
 	path := filepath.Join(t.TempDir(), "r.json")
 	if err := rep.WriteJSONFile(path); err != nil {
 		t.Fatal(err)
@@ -122,5 +123,63 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	}
 	if got.Ops[1].LatencyUs.P50 < 49_000 || got.Ops[1].LatencyUs.P50 > 51_000 {
 		t.Errorf("scan p50 = %dµs, want ~50ms", got.Ops[1].LatencyUs.P50)
+	}
+}
+
+func TestCPUInTableAndSummary(t *testing.T) {
+	report := func(driver string, count int64, cpu *cpuUsage) *Report {
+		rec := newRecorder(1)
+		for i := int64(0); i < count; i++ {
+			rec.record(0, opUpdate, time.Millisecond, outcomeOK, nil, true)
+		}
+		rep := &Report{Workload: "kv", Label: "kv-write", Driver: driver, Clients: 4, MeasuredSeconds: 2}
+		rep.fillOps(rec.totals())
+		if cpu != nil {
+			rep.setCPU([]int{7, 8, 9}, *cpu)
+		}
+		return rep
+	}
+	// 1000 ops on 0.3s of servers' CPU and 0.1s of the client's: 400µs/op.
+	rx := report(DriverRaftrix, 1000, &cpuUsage{server: 300 * time.Millisecond, client: 100 * time.Millisecond, exited: []int{8}})
+	if rx.CPUUsPerOp < 399.999 || rx.CPUUsPerOp > 400.001 {
+		t.Errorf("cpu µs/op = %g, want 400", rx.CPUUsPerOp)
+	}
+	var b strings.Builder
+	if err := rx.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"CPU: servers 0.30s (pids 7,8,9), client 0.10s, 0.20 cores over 2.0s; 400.0µs per op", "pids 8 exited"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, b.String())
+		}
+	}
+
+	// etcd: 200µs/op, so RaftrixDB spends twice as much.
+	et := report(DriverEtcd, 1000, &cpuUsage{server: 150 * time.Millisecond, client: 50 * time.Millisecond})
+	b.Reset()
+	if err := WriteSummary(&b, []*Report{rx, et}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "| raftrix CPU µs/op |") || !strings.Contains(lines[0], "| CPU µs/op raftrix/etcd |") {
+		t.Fatalf("summary:\n%s", b.String())
+	}
+	cols := func(line string) []string { return strings.Split(strings.Trim(line, "|"), "|") }
+	if h, a, r := cols(lines[0]), cols(lines[1]), cols(lines[2]); len(h) != 15 || len(a) != len(h) || len(r) != len(h) {
+		t.Fatalf("summary has %d, %d, %d columns, want 15:\n%s", len(h), len(a), len(r), b.String())
+	}
+	for _, s := range []string{"| 400 |", "| 200 |", "| 2.00 |", "raftrix CPU too low"} {
+		if !strings.Contains(lines[2], s) {
+			t.Errorf("summary row lacks %q: %s", s, lines[2])
+		}
+	}
+
+	// Without CPU in any report, no CPU columns.
+	b.Reset()
+	if err := WriteSummary(&b, []*Report{report(DriverRaftrix, 10, nil), report(DriverEtcd, 10, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.String(); strings.Contains(s, "CPU") || len(cols(strings.SplitN(s, "\n", 2)[0])) != 12 {
+		t.Errorf("summary without CPU:\n%s", s)
 	}
 }

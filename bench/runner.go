@@ -36,6 +36,10 @@ type RunConfig struct {
 	// (default one second).
 	Live         io.Writer
 	LiveInterval time.Duration
+	// CPUPids are the store's server processes. When given, the report
+	// has their CPU time and this process's over the measured time (see
+	// Report.CPUPids); Run fails at once if one cannot be read.
+	CPUPids []int
 }
 
 func (c *RunConfig) validate() error {
@@ -113,6 +117,12 @@ func Run(ctx context.Context, cfg RunConfig, spec Spec, d Driver) (*Report, erro
 	if cfg.LiveInterval <= 0 {
 		cfg.LiveInterval = time.Second
 	}
+	var cpu *cpuMeter
+	if len(cfg.CPUPids) > 0 {
+		if cpu, err = newCPUMeter(cfg.CPUPids); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	r := &run{
 		cfg: cfg, wl: wl, d: d,
@@ -138,6 +148,12 @@ func Run(ctx context.Context, cfg RunConfig, spec Spec, d Driver) (*Report, erro
 		defer close(liveDone)
 		r.live(start, done)
 	}()
+	cpuUsed := make(chan *cpuUsage, 1)
+	if cpu != nil {
+		go func() { cpuUsed <- r.measureCPU(cpu, done) }()
+	} else {
+		cpuUsed <- nil
+	}
 	wg.Wait()
 	close(done)
 	<-liveDone
@@ -164,7 +180,44 @@ func Run(ctx context.Context, cfg RunConfig, spec Spec, d Driver) (*Report, erro
 		rep.Unstarted = max(0, scheduled-started)
 	}
 	rep.fillOps(r.rec.totals())
+	if u := <-cpuUsed; u != nil {
+		rep.setCPU(cfg.CPUPids, *u)
+	}
 	return rep, nil
+}
+
+// measureCPU reads m when the measured time begins and when it ends (at
+// the end of --duration, or when the workers are done), and once every
+// LiveInterval between, so that a server that exits still counts the CPU
+// it used until then. It returns nil when the run ended before its
+// measured time began.
+func (r *run) measureCPU(m *cpuMeter, done <-chan struct{}) *cpuUsage {
+	warm := time.NewTimer(time.Until(r.warmupEnd))
+	defer warm.Stop()
+	select {
+	case <-warm.C:
+	case <-done:
+		return nil
+	}
+	m.begin()
+	var end <-chan time.Time
+	if !r.end.IsZero() {
+		t := time.NewTimer(time.Until(r.end))
+		defer t.Stop()
+		end = t.C
+	}
+	tick := time.NewTicker(r.cfg.LiveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			m.sample()
+		case <-end:
+			return m.end()
+		case <-done:
+			return m.end()
+		}
+	}
 }
 
 // worker runs operations until the run ends.

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"math"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -152,5 +154,37 @@ func TestLoadWritesEveryKey(t *testing.T) {
 		if _, ok := d.kvs[string(appendKey(nil, i, spec.KeySize))]; !ok {
 			t.Fatalf("key %d not loaded", i)
 		}
+	}
+}
+
+// --cpu-pids: the run reports CPU over its measured time, and refuses at
+// once a pid it cannot read.
+func TestRunMeasuresCPU(t *testing.T) {
+	skipWithoutProc(t)
+	cfg := RunConfig{Clients: 2, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, Seed: 1, CPUPids: []int{1 << 30}}
+	if _, err := Run(context.Background(), cfg, testSpec(t), newMemDriver()); err == nil {
+		t.Fatal("Run accepted an unreadable --cpu-pids")
+	}
+	// This process stands in for the store's server: the in-memory
+	// driver's operations run in it.
+	cfg.CPUPids = []int{os.Getpid()}
+	rep, err := Run(context.Background(), cfg, testSpec(t), newMemDriver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rep.CPUPids, cfg.CPUPids) || rep.ClientCPUSeconds <= 0 || len(rep.CPUPidsExited) != 0 {
+		t.Fatalf("cpu pids %v (exited %v), client %gs", rep.CPUPids, rep.CPUPidsExited, rep.ClientCPUSeconds)
+	}
+	if want := (rep.ServerCPUSeconds + rep.ClientCPUSeconds) / float64(rep.Total.Count) * 1e6; rep.Total.Count == 0 || rep.CPUUsPerOp != want {
+		t.Errorf("cpu µs/op %g, want %g over %d ops", rep.CPUUsPerOp, want, rep.Total.Count)
+	}
+
+	// Without --cpu-pids there are no CPU fields.
+	cfg.CPUPids = nil
+	if rep, err = Run(context.Background(), cfg, testSpec(t), newMemDriver()); err != nil {
+		t.Fatal(err)
+	}
+	if rep.CPUPids != nil || rep.ClientCPUSeconds != 0 || rep.CPUUsPerOp != 0 {
+		t.Errorf("run without --cpu-pids reports CPU: pids %v, client %gs, %gµs/op", rep.CPUPids, rep.ClientCPUSeconds, rep.CPUUsPerOp)
 	}
 }

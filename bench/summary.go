@@ -20,6 +20,9 @@ directory) and prints one Markdown row per run name (--label, else the
 workload) and client count, with RaftrixDB's and etcd's throughput and
 latency side by side and their ratios: ops/s raftrix/etcd above 1 means
 RaftrixDB is faster, p50 and p99 raftrix/etcd above 1 mean it is slower.
+When the reports measured CPU (bench --cpu-pids), CPU µs/op columns show
+the CPU time of the servers and the bench client per completed operation,
+and CPU µs/op raftrix/etcd above 1 means RaftrixDB spends more.
 Several reports of one row and store are averaged.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -54,6 +57,9 @@ type summaryCell struct {
 	errors, conflicts int64
 	errorsByCode      map[string]int64
 	bankNotConserved  int
+	// cpuN counts the reports that measured CPU; cpuUsPerOp sums theirs.
+	cpuN, cpuExited int
+	cpuUsPerOp      float64
 }
 
 func (c *summaryCell) add(rep *Report) {
@@ -73,9 +79,24 @@ func (c *summaryCell) add(rep *Report) {
 	if rep.Bank != nil && !rep.Bank.Conserved {
 		c.bankNotConserved++
 	}
+	if rep.CPUUsPerOp > 0 {
+		c.cpuN++
+		c.cpuUsPerOp += rep.CPUUsPerOp
+		if len(rep.CPUPidsExited) > 0 {
+			c.cpuExited++
+		}
+	}
 }
 
 func (c *summaryCell) mean(v float64) float64 { return v / float64(c.n) }
+
+// cpu returns the mean CPU µs per operation, 0 when no report has it.
+func (c *summaryCell) cpu() float64 {
+	if c == nil || c.cpuN == 0 {
+		return 0
+	}
+	return c.cpuUsPerOp / float64(c.cpuN)
+}
 
 // WriteSummary prints reps as a Markdown table, one row per run name and
 // client count in the order they first ran, RaftrixDB beside etcd.
@@ -104,13 +125,31 @@ func WriteSummary(w io.Writer, reps []*Report) error {
 		}
 		c.add(rep)
 	}
-	fmt.Fprintln(w, "| workload | clients | raftrix ops/s | raftrix p50 ms | raftrix p99 ms | etcd ops/s | etcd p50 ms | etcd p99 ms | ops/s raftrix/etcd | p50 raftrix/etcd | p99 raftrix/etcd | notes |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+	// The CPU columns appear only when some report measured CPU.
+	withCPU := false
+	for _, rep := range reps {
+		withCPU = withCPU || rep.CPUUsPerOp > 0
+	}
+	store := func(d string) string {
+		h := d + " ops/s | " + d + " p50 ms | " + d + " p99 ms"
+		if withCPU {
+			h += " | " + d + " CPU µs/op"
+		}
+		return h
+	}
+	header := "| workload | clients | " + store(DriverRaftrix) + " | " + store(DriverEtcd) + " | ops/s raftrix/etcd | p50 raftrix/etcd | p99 raftrix/etcd"
+	align := "|---|--:|" + strings.Repeat("--:|", 9)
+	if withCPU {
+		header += " | CPU µs/op raftrix/etcd"
+		align += strings.Repeat("--:|", 3)
+	}
+	fmt.Fprintln(w, header+" | notes |")
+	fmt.Fprintln(w, align+"---|")
 	for _, k := range order {
 		rx, et := cells[k][DriverRaftrix], cells[k][DriverEtcd]
 		row := []string{k.name, fmt.Sprint(k.clients)}
-		row = append(row, cellColumns(rx)...)
-		row = append(row, cellColumns(et)...)
+		row = append(row, cellColumns(rx, withCPU)...)
+		row = append(row, cellColumns(et, withCPU)...)
 		if rx != nil && et != nil {
 			row = append(row,
 				ratio(rx.mean(rx.opsPerSec), et.mean(et.opsPerSec)),
@@ -118,6 +157,13 @@ func WriteSummary(w io.Writer, reps []*Report) error {
 				ratio(rx.mean(rx.p99Us), et.mean(et.p99Us)))
 		} else {
 			row = append(row, "–", "–", "–")
+		}
+		if withCPU {
+			r := "–"
+			if rx.cpu() > 0 && et.cpu() > 0 {
+				r = ratio(rx.cpu(), et.cpu())
+			}
+			row = append(row, r)
 		}
 		var notes []string
 		for _, d := range []struct {
@@ -136,6 +182,9 @@ func WriteSummary(w io.Writer, reps []*Report) error {
 			if d.c.bankNotConserved > 0 {
 				notes = append(notes, fmt.Sprintf("%s BANK TOTAL NOT CONSERVED", d.name))
 			}
+			if d.c.cpuExited > 0 {
+				notes = append(notes, fmt.Sprintf("%s CPU too low: a server exited in %d of %d runs", d.name, d.c.cpuExited, d.c.n))
+			}
 			if d.c.n > 1 {
 				notes = append(notes, fmt.Sprintf("%s mean of %d runs", d.name, d.c.n))
 			}
@@ -148,15 +197,23 @@ func WriteSummary(w io.Writer, reps []*Report) error {
 	return nil
 }
 
-func cellColumns(c *summaryCell) []string {
-	if c == nil {
-		return []string{"–", "–", "–"}
+func cellColumns(c *summaryCell, withCPU bool) []string {
+	cols := []string{"–", "–", "–"}
+	if c != nil {
+		cols = []string{
+			fmt.Sprintf("%.0f", c.mean(c.opsPerSec)),
+			fmt.Sprintf("%.2f", c.mean(c.p50Us)/1000),
+			fmt.Sprintf("%.2f", c.mean(c.p99Us)/1000),
+		}
 	}
-	return []string{
-		fmt.Sprintf("%.0f", c.mean(c.opsPerSec)),
-		fmt.Sprintf("%.2f", c.mean(c.p50Us)/1000),
-		fmt.Sprintf("%.2f", c.mean(c.p99Us)/1000),
+	if withCPU {
+		cpu := "–"
+		if v := c.cpu(); v > 0 {
+			cpu = fmt.Sprintf("%.0f", v)
+		}
+		cols = append(cols, cpu)
 	}
+	return cols
 }
 
 func ratio(a, b float64) string {

@@ -15,6 +15,9 @@
 #
 # alternating the two stores run by run (RaftrixDB first for one workload,
 # etcd first for the next), so that drift of this shared machine hits both.
+# Every run also measures CPU (bench --cpu-pids): the user+system CPU time
+# of the store's three server processes and of the bench client over the
+# measured time, and their sum per completed operation (CPU µs/op).
 # Each run writes OUT/<workload>-c<clients>-<store>.{json,txt,log}; at the
 # end OUT/summary.md has the table with RaftrixDB/etcd ratios, and
 # OUT/machine.txt what it ran on. Both clusters are stopped and their
@@ -24,9 +27,12 @@
 #   --duration D     measured time of each run (default 10s)
 #   --warmup D       unmeasured time before it (default 2s)
 #   --clients "A B"  client counts (default "1 256")
-#   --keys N         keys of kv and ycsb (default 10000)
-#   --txn-keys N     keys of the txn workloads (default 50000: fewer make
-#                    256 clients conflict often)
+#   --keys N         keys of kv and ycsb (default 100000)
+#   --txn-keys N     keys of the txn workloads (default 100000, as kv:
+#                    transactions on N uniform keys conflict about 1/N as
+#                    often, so 256 clients should see about half the ~7%
+#                    conflicts of 50000 keys; each txn run reloads its keys,
+#                    16 per transaction, which takes about twice as long)
 #   --only "W ..."   run only these workloads (names above)
 #   --out DIR        results directory (default /tmp/raftrix-bench-<time>)
 #   --no-etcd        RaftrixDB only
@@ -39,8 +45,8 @@ set -euo pipefail
 DURATION=10s
 WARMUP=2s
 CLIENTS="1 256"
-KEYS=10000
-TXN_KEYS=50000
+KEYS=100000
+TXN_KEYS=100000
 RANGES=64
 ONLY=""
 OUT=""
@@ -202,18 +208,24 @@ STORES=(raftrix)
 declare -A LOADED # store:keyspace -> 1 once loaded
 FAILED=0
 
+# The server processes whose CPU each run measures: PIDS holds RaftrixDB's
+# three nodes, then etcd's three members.
+RX_PIDS=$(IFS=,; echo "${PIDS[*]:0:3}")
+ET_PIDS=""
+[ -n "$ETCD_BIN" ] && ET_PIDS=$(IFS=,; echo "${PIDS[*]:3:3}")
+
 run() { # run STORE NAME CLIENTS ARGS... (KEYSPACE: the workload's keys)
-	local store=$1 name=$2 clients=$3 eps load=true
+	local store=$1 name=$2 clients=$3 eps pids load=true
 	shift 3
-	eps=$RX_EPS
-	[ "$store" = etcd ] && eps=$ET_EPS
+	eps=$RX_EPS pids=$RX_PIDS
+	[ "$store" = etcd ] && eps=$ET_EPS pids=$ET_PIDS
 	# kv and ycsb share their keys: load them once per store. The txn
 	# workload loads every time: the load tells it its keys' revisions.
 	if [ "$KEYSPACE" = user ] && [ -n "${LOADED[$store:user]:-}" ]; then load=false; fi
 	local base="$OUT/$name-c$clients-$store"
 	log "$name, $clients clients, $store (load average $(cut -d' ' -f1 /proc/loadavg))"
 	echo "load average before: $(cat /proc/loadavg)" >"$base.log"
-	if "$BIN" bench "$@" --driver "$store" --endpoints "$eps" --clients "$clients" \
+	if "$BIN" bench "$@" --driver "$store" --endpoints "$eps" --cpu-pids "$pids" --clients "$clients" \
 		--duration "$DURATION" --warmup "$WARMUP" --load=$load --label "$name" \
 		--json "$base.json" >"$base.txt" 2>>"$base.log"; then
 		sed 's/^/   /' "$base.txt" >&2
