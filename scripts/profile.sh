@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# CPU and allocation profiles of all three nodes of a local cluster under
+# one bench workload: where the time goes before anything is changed.
+#
+# Builds raftrix, starts 3 `raftrix start` processes (64 ranges, as
+# scripts/bench.sh does) with their HTTP endpoints on, loads the keys, then
+# runs the workload and, while it runs, takes a CPU profile of every node
+# for --seconds and an allocation profile at the end. Prints the top
+# functions of each node's CPU profile (flat and cumulative) and writes the
+# raw profiles to OUT/nN.cpu.pb.gz, OUT/nN.allocs.pb.gz.
+#
+# Usage: scripts/profile.sh [--out DIR] [--seconds N] [--] BENCH-ARGS...
+#   e.g. scripts/profile.sh -- kv --read-fraction 0 --keys 100000 --clients 256
+# Environment: RAFTRIX_PORT (first node's gRPC port, default 29001; HTTP
+# ports are +1000).
+set -euo pipefail
+
+OUT=""
+SECONDS_PROFILED=15
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--out) OUT=$2; shift 2 ;;
+	--seconds) SECONDS_PROFILED=$2; shift 2 ;;
+	--) shift; break ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) break ;;
+	esac
+done
+[ $# -gt 0 ] || set -- kv --read-fraction 0 --keys 100000 --clients 256
+OUT=${OUT:-/tmp/raftrix-profile-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+PORT=${RAFTRIX_PORT:-29001}
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+cd "$(dirname "$0")/.."
+go build -o "$WORK/raftrix" ./cmd/raftrix
+BIN=$WORK/raftrix
+PEERS="1=127.0.0.1:$PORT,2=127.0.0.1:$((PORT + 1)),3=127.0.0.1:$((PORT + 2))"
+EPS="127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))"
+for i in 1 2 3; do
+	"$BIN" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges 64 --insecure \
+		--log-level warn --http-addr "127.0.0.1:$((PORT + 999 + i))" 2>"$OUT/n$i.log" &
+	pids+=($!)
+done
+until [ "$("$BIN" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge 65 ]; do
+	sleep 0.5
+done
+
+# Long enough that the profile window lies inside the measured run.
+"$BIN" bench "$@" --endpoints "$EPS" --warmup 3s --duration $((SECONDS_PROFILED + 5))s \
+	--json "$OUT/bench.json" >"$OUT/bench.txt" 2>&1 &
+bench=$!
+sleep 4
+for i in 1 2 3; do
+	curl -sf -o "$OUT/n$i.cpu.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/profile?seconds=$SECONDS_PROFILED" &
+done
+wait $(jobs -p | grep -v "^$bench$" | grep -v -F -x -f <(printf '%s\n' "${pids[@]}")) 2>/dev/null || true
+for i in 1 2 3; do
+	curl -sf -o "$OUT/n$i.allocs.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/allocs"
+done
+wait "$bench"
+cat "$OUT/bench.txt"
+for i in 1 2 3; do
+	echo "=== node $i: CPU, flat"
+	go tool pprof -top -nodecount=25 "$BIN" "$OUT/n$i.cpu.pb.gz" 2>/dev/null | sed -n '1,32p'
+	echo "=== node $i: CPU, cumulative"
+	go tool pprof -top -cum -nodecount=40 "$BIN" "$OUT/n$i.cpu.pb.gz" 2>/dev/null | sed -n '6,46p'
+done
+cp "$BIN" "$OUT/raftrix"
+echo "profiles in $OUT (go tool pprof $OUT/raftrix $OUT/n1.cpu.pb.gz)"
