@@ -55,6 +55,9 @@ type Config struct {
 	ElectionTicks int
 	// Workers is the number of Raft scheduler workers (default 8).
 	Workers int
+	// CacheBytes is the size of the engine's block cache (default 256 MiB;
+	// Pebble allocates it as blocks are read).
+	CacheBytes int64
 	// LogTruncateThreshold is the number of applied entries a replica keeps
 	// before truncating its log (default 1000).
 	LogTruncateThreshold uint64
@@ -159,6 +162,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Workers == 0 {
 		c.Workers = 8
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 256 << 20
 	}
 	if c.InitialRanges == 0 {
 		c.InitialRanges = 1

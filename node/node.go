@@ -111,10 +111,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = m
-	db, err := pebble.Open(cfg.DataDir, &pebble.Options{
-		FS:     cfg.FS,
-		Logger: pebbleLogger{n.logger.With("component", "pebble")},
-	})
+	db, err := pebble.Open(cfg.DataDir, n.engineOptions())
 	if err != nil {
 		return nil, fmt.Errorf("open engine in %s: %w", cfg.DataDir, err)
 	}

@@ -196,6 +196,7 @@ func (r *Replica) markSnapshotApplied(snap raftpb.Snapshot) {
 	s.mu.Lock()
 	s.mu.truncated = &pb.TruncatedState{Index: snap.Metadata.Index, Term: snap.Metadata.Term}
 	s.mu.lastIndex = snap.Metadata.Index
+	s.mu.cache.clear()
 	s.mu.applied = &pb.AppliedState{Index: snap.Metadata.Index, Term: snap.Metadata.Term, LastRevision: in.data.LastRevision, ConfState: cs}
 	s.mu.confState = snap.Metadata.ConfState
 	s.mu.desc = in.data.Descriptor_

@@ -35,6 +35,8 @@ type Storage struct {
 		applied   *pb.AppliedState
 		confState raftpb.ConfState
 		desc      *pb.RangeDescriptor
+		// cache holds the persisted entries not yet applied.
+		cache entryCache
 	}
 }
 
@@ -166,7 +168,11 @@ func (s *Storage) InitialState() (raftpb.HardState, raftpb.ConfState, error) {
 func (s *Storage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 	s.mu.Lock()
 	first, last := s.mu.truncated.Index+1, s.mu.lastIndex
+	cached, ok := s.mu.cache.get(lo, hi, maxSize)
 	s.mu.Unlock()
+	if ok && lo >= first {
+		return cached, nil
+	}
 	if lo < first {
 		return nil, raft.ErrCompacted
 	}
@@ -213,8 +219,11 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 func (s *Storage) Term(i uint64) (uint64, error) {
 	s.mu.Lock()
 	trunc, last := s.mu.truncated, s.mu.lastIndex
+	term, cached := s.mu.cache.term(i)
 	s.mu.Unlock()
 	switch {
+	case cached && i > trunc.Index:
+		return term, nil
 	case i == trunc.Index:
 		return trunc.Term, nil
 	case i < trunc.Index:
@@ -313,6 +322,7 @@ func (s *Storage) markAppended(ents []raftpb.Entry, hs raftpb.HardState) {
 	defer s.mu.Unlock()
 	if len(ents) > 0 {
 		s.mu.lastIndex = ents[len(ents)-1].Index
+		s.mu.cache.add(ents)
 	}
 	if !raft.IsEmptyHardState(hs) {
 		s.mu.hardState = hs
@@ -341,6 +351,7 @@ func (s *Storage) markTruncated(t *pb.TruncatedState) {
 	defer s.mu.Unlock()
 	if t.Index > s.mu.truncated.Index {
 		s.mu.truncated = t
+		s.mu.cache.dropTo(t.Index)
 	}
 }
 
@@ -354,6 +365,7 @@ func (s *Storage) setApplied(a *pb.AppliedState) error {
 	defer s.mu.Unlock()
 	s.mu.applied = a
 	s.mu.confState = cs
+	s.mu.cache.dropTo(a.Index)
 	return nil
 }
 

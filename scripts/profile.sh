@@ -57,7 +57,12 @@ done
 "$BIN" bench "$@" --endpoints "$EPS" --warmup 3s --duration $((SECONDS_PROFILED + 5))s \
 	--json "$OUT/bench.json" >"$OUT/bench.txt" 2>&1 &
 bench=$!
-sleep 4
+# Profile the measured run, not the loading of keys before it.
+until grep -q "warmup" "$OUT/bench.txt" 2>/dev/null; do
+	kill -0 $bench 2>/dev/null || { cat "$OUT/bench.txt"; exit 1; }
+	sleep 0.5
+done
+sleep 3
 for i in 1 2 3; do
 	curl -sf -o "$OUT/n$i.cpu.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/profile?seconds=$SECONDS_PROFILED" &
 done

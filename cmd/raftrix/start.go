@@ -34,6 +34,7 @@ type startFlags struct {
 	maxRequest   int
 	deadTimeout  time.Duration
 	maxRangeSize int64
+	cacheBytes   int64
 	splitLoad    float64
 	log          logFlags
 }
@@ -84,6 +85,7 @@ Exactly one of --certs-dir (mutual TLS on the client and peer planes) and
 	fs.IntVar(&f.maxRequest, "max-request-size", node.DefaultMaxRequestSize, "largest gRPC message accepted from clients and peers, in bytes (larger: ResourceExhausted)")
 	fs.DurationVar(&f.deadTimeout, "dead-timeout", 5*time.Minute, "how long a node may be silent before its replicas are re-created elsewhere")
 	fs.Int64Var(&f.maxRangeSize, "max-range-size", 64<<20, "split a range that grows past this many bytes")
+	fs.Int64Var(&f.cacheBytes, "cache-size", 256<<20, "bytes of the storage engine's block cache")
 	fs.Float64Var(&f.splitLoad, "split-writes-per-second", 5000, "split a range whose leader applies more writes per second (0: never)")
 	f.log.register(fs, "info")
 	cmd.MarkFlagsMutuallyExclusive("ranges", "split-keys")
@@ -159,6 +161,8 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 		return node.Config{}, usagef("--max-request-size must be positive, got %d", f.maxRequest)
 	case f.deadTimeout <= 0:
 		return node.Config{}, usagef("--dead-timeout must be positive, got %v", f.deadTimeout)
+	case f.cacheBytes <= 0:
+		return node.Config{}, usagef("--cache-size must be positive, got %d", f.cacheBytes)
 	case f.maxRangeSize <= 0:
 		return node.Config{}, usagef("--max-range-size must be positive, got %d", f.maxRangeSize)
 	case f.splitLoad < 0:
@@ -187,6 +191,7 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 
 		DeadTimeout:          f.deadTimeout,
 		MaxRangeBytes:        f.maxRangeSize,
+		CacheBytes:           f.cacheBytes,
 		SplitWritesPerSecond: splitLoad,
 	}, nil
 }

@@ -1,0 +1,34 @@
+package node
+
+import (
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// engineOptions are the Pebble settings of the node's one engine.
+//
+// Pebble's defaults suit an embedded store with little memory; a node's
+// engine serves every replica's apply, which reads each written key's
+// previous record (for its create revision and version), and every
+// linearizable read. With the default 8 MiB block cache, a put-heavy run
+// over 100,000 keys spent a quarter of a node's CPU in read system calls
+// re-reading index and data blocks (scripts/profile.sh, BENCHMARKS.md).
+func (n *Node) engineOptions() *pebble.Options {
+	opts := &pebble.Options{
+		FS:        n.cfg.FS,
+		Logger:    pebbleLogger{n.logger.With("component", "pebble")},
+		CacheSize: n.cfg.CacheBytes,
+		// Fewer, larger flushes: every memtable flush and the compactions
+		// it causes rewrite data the log already holds. Pebble starts with
+		// a small memtable and grows it up to this size.
+		MemTableSize: 64 << 20,
+	}
+	// Bloom filters let a point read skip tables that lack the key: apply
+	// reads the previous record of every key it writes, and most puts of a
+	// large key space miss in all but one level.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	opts.EnsureDefaults()
+	return opts
+}
