@@ -85,7 +85,7 @@ func (r *Replica) Tick() (quiesce []raftpb.Message) {
 // canQuiesceLocked: a leader with nothing in flight, everything committed
 // and applied, and every follower caught up and replicating.
 func (r *Replica) canQuiesceLocked() bool {
-	if len(r.mu.proposals) > 0 || len(r.mu.reads) > 0 || r.mu.rn.HasReady() {
+	if len(r.mu.proposals) > 0 || len(r.mu.reads) > 0 || len(r.mu.readQueue) > 0 || r.mu.rn.HasReady() {
 		return false
 	}
 	st := r.mu.rn.Status()

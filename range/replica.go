@@ -96,7 +96,11 @@ type Replica struct {
 		leader    uint64 // replica ID of the leader, 0 if unknown
 		term      uint64
 		proposals map[uint64]chan Result
-		reads     map[string]chan uint64
+		// readQueue holds reads waiting for the next ReadIndex request;
+		// reads holds those of requests sent, by request context. One
+		// request serves every read queued before it (see ReadIndex).
+		readQueue []chan uint64
+		reads     map[string][]chan uint64
 		applyWait []applyWaiter
 		// incoming holds received snapshot data by index until Raft hands
 		// the snapshot back in a Ready (or a newer one supersedes it).
@@ -154,7 +158,7 @@ func New(cfg Config, st *Storage) (*Replica, error) {
 	}
 	r.mu.rn = rn
 	r.mu.proposals = make(map[uint64]chan Result)
-	r.mu.reads = make(map[string]chan uint64)
+	r.mu.reads = make(map[string][]chan uint64)
 	r.mu.incoming = make(map[uint64]*incomingSnapshot)
 	return r, nil
 }
@@ -328,10 +332,7 @@ func (r *Replica) Close() {
 		ch <- Result{Err: ErrAmbiguousResult}
 		delete(r.mu.proposals, id)
 	}
-	for id, ch := range r.mu.reads {
-		close(ch)
-		delete(r.mu.reads, id)
-	}
+	r.failReadsLocked()
 	for _, w := range r.mu.applyWait {
 		close(w.ch)
 	}

@@ -73,9 +73,13 @@ func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, err
 // ReadIndex waits until this replica's state reflects every write committed
 // before the call (Raft's ReadIndex protocol), so a read that follows is
 // linearizable. Only the leader serves it.
+//
+// Reads are batched: a read joins the queue, and the next Ready sends one
+// ReadIndex request for every read queued so far, so concurrent reads of a
+// range share one heartbeat round (as etcd's server does). A request sent
+// after a read arrived confirms leadership at a time after the read began,
+// which is all linearizability asks.
 func (r *Replica) ReadIndex(ctx context.Context) error {
-	id := make([]byte, 8)
-	binary.LittleEndian.PutUint64(id, newRequestID())
 	ch := make(chan uint64, 1)
 	r.mu.Lock()
 	if r.mu.closed {
@@ -88,8 +92,7 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 		r.mu.Unlock()
 		return err
 	}
-	r.mu.reads[string(id)] = ch
-	r.mu.rn.ReadIndex(id)
+	r.mu.readQueue = append(r.mu.readQueue, ch)
 	r.mu.Unlock()
 	r.cfg.Notify()
 	select {
@@ -104,11 +107,44 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 		}
 		return r.waitApplied(ctx, index)
 	case <-ctx.Done():
-		r.mu.Lock()
-		delete(r.mu.reads, string(id))
-		r.mu.Unlock()
+		// ch is buffered: the answer, if it comes, is dropped with it.
 		return ctx.Err()
 	}
+}
+
+// sendQueuedReadsLocked sends one ReadIndex request for the queued reads,
+// or fails them if this replica is no longer the leader.
+func (r *Replica) sendQueuedReadsLocked() {
+	if len(r.mu.readQueue) == 0 {
+		return
+	}
+	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+		for _, ch := range r.mu.readQueue {
+			close(ch)
+		}
+		r.mu.readQueue = nil
+		return
+	}
+	id := make([]byte, 8)
+	binary.LittleEndian.PutUint64(id, newRequestID())
+	r.mu.reads[string(id)] = r.mu.readQueue
+	r.mu.readQueue = nil
+	r.mu.rn.ReadIndex(id)
+}
+
+// failReadsLocked answers every waiting read: the replica lost leadership
+// or closed. A read is safe to retry elsewhere.
+func (r *Replica) failReadsLocked() {
+	for id, chs := range r.mu.reads {
+		for _, ch := range chs {
+			close(ch)
+		}
+		delete(r.mu.reads, id)
+	}
+	for _, ch := range r.mu.readQueue {
+		close(ch)
+	}
+	r.mu.readQueue = nil
 }
 
 // Ready returns the replica's pending Ready, if any. The caller must pass it
@@ -117,7 +153,11 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 func (r *Replica) Ready() (raft.Ready, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.closed || !r.mu.rn.HasReady() {
+	if r.mu.closed {
+		return raft.Ready{}, false
+	}
+	r.sendQueuedReadsLocked()
+	if !r.mu.rn.HasReady() {
 		return raft.Ready{}, false
 	}
 	rd := r.mu.rn.Ready()
@@ -129,10 +169,10 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 		}
 	}
 	for _, rs := range rd.ReadStates {
-		if ch, ok := r.mu.reads[string(rs.RequestCtx)]; ok {
+		for _, ch := range r.mu.reads[string(rs.RequestCtx)] {
 			ch <- rs.Index
-			delete(r.mu.reads, string(rs.RequestCtx))
 		}
+		delete(r.mu.reads, string(rs.RequestCtx))
 	}
 	return rd, true
 }
@@ -145,10 +185,7 @@ func (r *Replica) failPendingLocked() {
 		ch <- Result{Err: ErrAmbiguousResult}
 		delete(r.mu.proposals, id)
 	}
-	for id, ch := range r.mu.reads {
-		close(ch)
-		delete(r.mu.reads, id)
-	}
+	r.failReadsLocked()
 }
 
 // PersistReady writes the Ready's snapshot, entries and hard state into b.
