@@ -102,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "raftrix_raft_apply_batch_seconds",
-			Help:    "Time to apply one range's batch of committed entries (one engine batch).",
+			Help:    "Time from the start of a scheduler round's apply (one engine batch for all its ranges) to the end of one range's apply.",
 			Buckets: latencyBuckets,
 		}),
 		snapshotBytesSent: prometheus.NewCounter(prometheus.CounterOpts{

@@ -16,7 +16,8 @@ import (
 //  2. write all their entries, hard states and snapshots in one batch with
 //     one sync (group commit across ranges); the sync is skipped when no
 //     range appends entries or changes its term or vote (MustSync);
-//  3. send their messages, apply their committed entries, advance.
+//  3. send their messages, apply all their committed entries in one more
+//     batch (not synced: the entries are durable in the log), advance.
 //
 // Messages of followers and candidates are sent only after the sync, so a
 // vote or an append acknowledgement never leaves the node before the state
@@ -81,13 +82,29 @@ func (n *Node) processRanges(batch []scheduledRange) {
 		}
 		n.metrics.readyBatchRanges.Observe(float64(len(ps)))
 	}
+	// Apply every range's committed entries into one batch, committed once
+	// (see replica.StagedApply).
+	applyStart := time.Now()
+	ab := n.db.NewIndexedBatch()
+	defer ab.Close()
+	staged := make([]*replica.StagedApply, len(ps))
 	for i, p := range ps {
 		p.r.MarkPersisted(p.rd)
 		if !sentEarly[i] {
 			n.trans.sendMessages(p.r, p.rd.Messages)
 		}
-		applyStart := time.Now()
-		more, err := p.r.ApplyAndAdvance(p.rd)
+		var err error
+		if staged[i], err = p.r.StageApply(ab, p.rd); err != nil {
+			n.fatal(fmt.Errorf("range %d: apply: %w", p.r.RangeID(), err))
+		}
+	}
+	if !ab.Empty() {
+		if err := ab.Commit(pebble.NoSync); err != nil {
+			n.fatal(fmt.Errorf("commit apply batch: %w", err))
+		}
+	}
+	for i, p := range ps {
+		more, err := staged[i].Finish()
 		if err != nil {
 			n.fatal(fmt.Errorf("range %d: apply: %w", p.r.RangeID(), err))
 		}

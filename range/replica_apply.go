@@ -1,0 +1,184 @@
+package replica
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// Applying committed entries is split in two so that a node can apply the
+// Readies of many replicas in one engine batch, committed once:
+//
+//	b := db.NewIndexedBatch()
+//	staged, _ := r.StageApply(b, rd)   // for each replica
+//	b.Commit(pebble.NoSync)
+//	more, _ := staged.Finish()         // for each replica
+//
+// Replicas never share a key (user keys and transaction records lie in
+// their disjoint spans, Raft state under their range ID), so one replica's
+// writes in the shared batch never change what another reads. The batch
+// need not be synced: the entries are durable in the log, and apply is
+// idempotent, so a crash that loses it re-applies them.
+
+// StagedApply is a Ready whose committed entries have been written into a
+// batch that is not committed yet.
+type StagedApply struct {
+	r       *Replica
+	rd      raft.Ready
+	applied *pb.AppliedState // nil: the Ready commits no new entry
+	desc    *pb.RangeDescriptor
+	splits  []*pb.RangeDescriptor
+	done    []completedProposal
+	removed bool
+}
+
+type completedProposal struct {
+	id  uint64
+	res Result
+}
+
+// StageApply writes the effects of rd's committed entries, and the new
+// applied state, into b, an indexed batch. After committing b the caller
+// must call Finish.
+func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, error) {
+	s := &StagedApply{r: r, rd: rd}
+	if len(rd.CommittedEntries) == 0 {
+		return s, nil
+	}
+	applied := proto.Clone(r.storage.Applied()).(*pb.AppliedState)
+	sm := &stateMachine{b: b, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
+	for i := range rd.CommittedEntries {
+		e := &rd.CommittedEntries[i]
+		if e.Index <= applied.Index {
+			continue // already applied, e.g. covered by a snapshot
+		}
+		switch e.Type {
+		case raftpb.EntryNormal:
+			if len(e.Data) > 0 {
+				cmd := &pb.RaftCommand{}
+				if err := proto.Unmarshal(e.Data, cmd); err != nil {
+					return nil, fmt.Errorf("range %d: decode entry %d: %w", r.rangeID, e.Index, err)
+				}
+				s.done = append(s.done, completedProposal{id: cmd.ProposalId, res: sm.apply(cmd)})
+				r.writes.Add(1)
+			}
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			cs, next, p, err := r.applyConfChangeEntry(e, sm.desc)
+			if err != nil {
+				return nil, err
+			}
+			if applied.ConfState, err = cs.Marshal(); err != nil {
+				return nil, err
+			}
+			if next != sm.desc {
+				if err := putProto(b, DescriptorKey(r.rangeID), next); err != nil {
+					return nil, err
+				}
+				sm.desc = next
+			}
+			if p != nil {
+				s.done = append(s.done, *p)
+			}
+			s.removed = !inConfState(cs, r.replicaID)
+		}
+		applied.Index, applied.Term = e.Index, e.Term
+	}
+	applied.LastRevision = sm.lastRevision
+	if err := putProto(b, AppliedStateKey(r.rangeID), applied); err != nil {
+		return nil, err
+	}
+	s.applied, s.desc, s.splits = applied, sm.desc, sm.splits
+	return s, nil
+}
+
+// Finish completes a staged apply once its batch is committed: it updates
+// the replica's cached state, opens split-off ranges, answers the waiting
+// proposals and readers, truncates the log if it has grown, and advances
+// Raft. It reports whether the replica has another Ready.
+func (s *StagedApply) Finish() (bool, error) {
+	r := s.r
+	if s.applied != nil {
+		if err := r.storage.setApplied(s.applied); err != nil {
+			return false, err
+		}
+		if s.desc != r.storage.Descriptor() {
+			r.storage.setDescriptor(s.desc)
+		}
+		for _, right := range s.splits {
+			r.cfg.OnSplit(s.desc, right)
+		}
+		if s.removed {
+			r.cfg.OnRemoved(r.rangeID, r.replicaID)
+		}
+		r.mu.Lock()
+		for _, p := range s.done {
+			if ch, ok := r.mu.proposals[p.id]; ok {
+				ch <- p.res
+				delete(r.mu.proposals, p.id)
+			}
+		}
+		r.notifyAppliedLocked(s.applied.Index)
+		r.mu.Unlock()
+	}
+	if err := r.maybeTruncate(); err != nil {
+		return false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return false, nil
+	}
+	r.mu.rn.Advance(s.rd)
+	return r.mu.rn.HasReady(), nil
+}
+
+// ApplyAndAdvance applies the Ready's committed entries in a batch of their
+// own (StageApply, commit, Finish), for a caller handling one replica.
+func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
+	b := r.cfg.DB.NewIndexedBatch()
+	defer b.Close()
+	s, err := r.StageApply(b, rd)
+	if err != nil {
+		return false, err
+	}
+	if !b.Empty() {
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return false, fmt.Errorf("range %d: commit apply batch: %w", r.rangeID, err)
+		}
+	}
+	return s.Finish()
+}
+
+// maybeTruncate deletes applied log entries once more than the threshold
+// have accumulated, keeping half of the threshold so that a briefly slow
+// follower catches up from the log rather than by snapshot.
+func (r *Replica) maybeTruncate() error {
+	first, _ := r.storage.Bounds()
+	applied := r.storage.Applied().Index
+	threshold := r.cfg.LogTruncateThreshold
+	if applied < first || applied-first+1 <= threshold {
+		return nil
+	}
+	index := applied - threshold/2
+	b := r.cfg.DB.NewBatch()
+	defer b.Close()
+	// Hold mu so raft does not read the entries while they disappear. The
+	// batch is not synced: it follows the apply batch in the write-ahead log,
+	// so no crash can keep it and lose the state it depends on.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, err := r.storage.truncateTo(b, index)
+	if err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	r.storage.markTruncated(t)
+	return nil
+}
