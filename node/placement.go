@@ -132,28 +132,33 @@ func (n *Node) viaJoinAddr(ctx context.Context, call func(pb.PlacementClient) (*
 	return call(pb.NewPlacementClient(conn))
 }
 
-// onPlacementLeader runs local on the placement leader (this node, if its
-// system replica leads) or forwards to it.
-func (n *Node) onPlacementLeader(ctx context.Context, local func() error, forward func(context.Context, *grpc.ClientConn) error) error {
-	return n.onLeader(ctx, systemPrefix, func(r *replica.Replica) error {
+// onPlacementLeader answers req with local on the placement leader (this
+// node, if its system replica leads), or forwards req to it with forward,
+// the Placement client method of the request (e.g.
+// pb.PlacementClient.Lookup).
+func onPlacementLeader[Req, Resp any](ctx context.Context, n *Node, req Req,
+	local func() (Resp, error),
+	forward func(pb.PlacementClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) (Resp, error) {
+	var resp Resp
+	err := n.onLeader(ctx, systemPrefix, func(r *replica.Replica) (err error) {
 		if !r.IsLeader() {
 			lr, ln := r.Leader()
 			return &replica.NotLeaderError{RangeID: r.RangeID(), LeaderReplicaID: lr, LeaderNodeID: ln}
 		}
-		return local()
-	}, forward)
-}
-
-func (n *Node) placementHeartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
-	var resp *pb.HeartbeatResponse
-	err := n.onPlacementLeader(ctx, func() (err error) {
-		resp, err = n.placement.Heartbeat(ctx, req)
+		resp, err = local()
 		return err
 	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
-		resp, err = pb.NewPlacementClient(c).Heartbeat(fctx, req)
+		resp, err = forward(pb.NewPlacementClient(c), fctx, req)
 		return err
 	})
 	return resp, err
+}
+
+func (n *Node) placementHeartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+	return onPlacementLeader(ctx, n, req, func() (*pb.HeartbeatResponse, error) {
+		return n.placement.Heartbeat(ctx, req)
+	}, pb.PlacementClient.Heartbeat)
 }
 
 // placementServer serves the Placement service.
@@ -169,18 +174,13 @@ func (s *placementServer) JoinCluster(ctx context.Context, req *pb.JoinClusterRe
 	}
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	var resp *pb.JoinClusterResponse
-	err := n.onPlacementLeader(ctx, func() error {
+	resp, err := onPlacementLeader(ctx, n, req, func() (*pb.JoinClusterResponse, error) {
 		id, nodes, err := n.placement.Join(ctx, req.Addr)
 		if err != nil {
-			return placementError(err)
+			return nil, placementError(err)
 		}
-		resp = &pb.JoinClusterResponse{NodeId: id, Nodes: nodes}
-		return nil
-	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
-		resp, err = pb.NewPlacementClient(c).JoinCluster(fctx, req)
-		return err
-	})
+		return &pb.JoinClusterResponse{NodeId: id, Nodes: nodes}, nil
+	}, pb.PlacementClient.JoinCluster)
 	if err == nil {
 		n.learnPeers(resp.Nodes)
 	}
@@ -191,18 +191,13 @@ func (s *placementServer) LeaveCluster(ctx context.Context, req *pb.LeaveCluster
 	n := s.n
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	var resp *pb.LeaveClusterResponse
-	err := n.onPlacementLeader(ctx, func() error {
+	resp, err := onPlacementLeader(ctx, n, req, func() (*pb.LeaveClusterResponse, error) {
 		rec, err := n.placement.Leave(ctx, req.NodeId)
 		if err != nil {
-			return placementError(err)
+			return nil, placementError(err)
 		}
-		resp = &pb.LeaveClusterResponse{Node: rec}
-		return nil
-	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
-		resp, err = pb.NewPlacementClient(c).LeaveCluster(fctx, req)
-		return err
-	})
+		return &pb.LeaveClusterResponse{Node: rec}, nil
+	}, pb.PlacementClient.LeaveCluster)
 	return resp, n.toStatus(err)
 }
 
@@ -210,15 +205,10 @@ func (s *placementServer) ListNodes(ctx context.Context, req *pb.ListNodesReques
 	n := s.n
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	var resp *pb.ListNodesResponse
-	err := n.onPlacementLeader(ctx, func() error {
+	resp, err := onPlacementLeader(ctx, n, req, func() (*pb.ListNodesResponse, error) {
 		nodes, err := n.placement.ListNodes(ctx)
-		resp = &pb.ListNodesResponse{Nodes: nodes}
-		return err
-	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
-		resp, err = pb.NewPlacementClient(c).ListNodes(fctx, req)
-		return err
-	})
+		return &pb.ListNodesResponse{Nodes: nodes}, err
+	}, pb.PlacementClient.ListNodes)
 	return resp, n.toStatus(err)
 }
 
@@ -237,18 +227,13 @@ func (s *placementServer) Lookup(ctx context.Context, req *pb.LookupRequest) (*p
 	n := s.n
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	var resp *pb.LookupResponse
-	err := n.onPlacementLeader(ctx, func() error {
+	resp, err := onPlacementLeader(ctx, n, req, func() (*pb.LookupResponse, error) {
 		e, err := n.placement.Lookup(req.Key)
 		if err != nil {
-			return status.Error(codes.Unavailable, err.Error())
+			return nil, status.Error(codes.Unavailable, err.Error())
 		}
-		resp = &pb.LookupResponse{Descriptor_: e.Desc, LeaderNodeId: e.LeaderNodeID, LeaderAddr: n.peerAddrOrEmpty(e.LeaderNodeID)}
-		return nil
-	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
-		resp, err = pb.NewPlacementClient(c).Lookup(fctx, req)
-		return err
-	})
+		return &pb.LookupResponse{Descriptor_: e.Desc, LeaderNodeId: e.LeaderNodeID, LeaderAddr: n.peerAddrOrEmpty(e.LeaderNodeID)}, nil
+	}, pb.PlacementClient.Lookup)
 	return resp, n.toStatus(err)
 }
 

@@ -2,72 +2,34 @@ package txn_test
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/raftrix/raftrixdb/node"
+	"github.com/raftrix/raftrixdb/internal/testcluster"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
-// cluster is a small in-process cluster like internal/testcluster, but with
-// a short transaction expiry, so that recovery from a dead coordinator
-// happens within a test's patience.
+// cluster is a test cluster that bootstrapped ranges even ranges, which the
+// key helpers below address.
 type cluster struct {
-	t      testing.TB
+	*testcluster.Cluster
 	ranges int
-	peers  map[uint64]string
-
-	mu    sync.Mutex
-	nodes map[uint64]*node.Node
-	conns map[uint64]*grpc.ClientConn
 }
 
 // startCluster starts nodes nodes bootstrapping ranges even ranges with
-// TxnExpiry expiry, waits for every range to have a leader, and stops
-// everything in t.Cleanup.
+// TxnExpiry expiry (short, so that recovery from a dead coordinator happens
+// within a test's patience) and waits for every range to have a leader.
 func startCluster(t testing.TB, nodes, ranges int, expiry time.Duration) *cluster {
 	t.Helper()
-	c := &cluster{t: t, ranges: ranges, peers: map[uint64]string{}, nodes: map[uint64]*node.Node{}, conns: map[uint64]*grpc.ClientConn{}}
-	dir := t.TempDir()
-	listeners := map[uint64]net.Listener{}
-	for id := uint64(1); id <= uint64(nodes); id++ {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listeners[id] = lis
-		c.peers[id] = lis.Addr().String()
-	}
-	t.Cleanup(c.stopAll)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	for id, lis := range listeners {
-		n, err := node.New(node.Config{
-			NodeID:        id,
-			DataDir:       filepath.Join(dir, fmt.Sprintf("n%d", id)),
-			Listener:      lis,
-			Peers:         c.peers,
+	c := &cluster{
+		Cluster: testcluster.Start(t, testcluster.Options{
+			Nodes:         nodes,
 			InitialRanges: ranges,
-			TickInterval:  20 * time.Millisecond,
 			TxnExpiry:     expiry,
-			Logger:        logger,
-			Registry:      prometheus.NewRegistry(),
-		})
-		if err != nil {
-			t.Fatalf("start node %d: %v", id, err)
-		}
-		c.mu.Lock()
-		c.nodes[id] = n
-		c.mu.Unlock()
+			// The node's default: placement plays no part here.
+			HeartbeatInterval: time.Second,
+		}),
+		ranges: ranges,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -77,101 +39,11 @@ func startCluster(t testing.TB, nodes, ranges int, expiry time.Duration) *cluste
 	return c
 }
 
-// node returns a running node, or nil.
-func (c *cluster) node(id uint64) *node.Node {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.nodes[id]
-}
-
-// running returns the IDs of the running nodes.
-func (c *cluster) running() []uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var ids []uint64
-	for id := uint64(1); id <= uint64(len(c.peers)); id++ {
-		if c.nodes[id] != nil {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
-
-// stop stops one node.
-func (c *cluster) stop(id uint64) {
-	c.mu.Lock()
-	n := c.nodes[id]
-	delete(c.nodes, id)
-	c.mu.Unlock()
-	if n != nil {
-		n.Stop()
-	}
-}
-
-func (c *cluster) stopAll() {
-	for id := range c.peers {
-		c.stop(id)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id, cc := range c.conns {
-		cc.Close()
-		delete(c.conns, id)
-	}
-}
-
-func (c *cluster) conn(id uint64) *grpc.ClientConn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cc, ok := c.conns[id]; ok {
-		return cc
-	}
-	cc, err := grpc.NewClient(c.peers[id], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.conns[id] = cc
-	return cc
-}
-
-// kv is a KV client of node id.
-func (c *cluster) kv(id uint64) pb.KVClient { return pb.NewKVClient(c.conn(id)) }
-
-// waitLeaders waits until every range has a running leader that every
-// running node agrees on; it returns range ID → leader node ID.
+// waitLeaders waits until every range, the system range included, has a
+// running leader that every running node agrees on; it returns range ID →
+// leader node ID.
 func (c *cluster) waitLeaders(ctx context.Context) (map[uint64]uint64, error) {
-	for {
-		leaders, ok := c.leaders(ctx)
-		if ok {
-			return leaders, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("ranges without an agreed leader: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (c *cluster) leaders(ctx context.Context) (map[uint64]uint64, bool) {
-	leaders := map[uint64]uint64{}
-	for _, id := range c.running() {
-		resp, err := pb.NewAdminClient(c.conn(id)).ListRanges(ctx, &pb.ListRangesRequest{})
-		if err != nil {
-			return nil, false
-		}
-		for _, ri := range resp.Ranges {
-			l := ri.LeaderNodeId
-			if l == 0 || c.node(l) == nil {
-				return nil, false
-			}
-			if prev, ok := leaders[ri.Descriptor_.RangeId]; ok && prev != l {
-				return nil, false
-			}
-			leaders[ri.Descriptor_.RangeId] = l
-		}
-	}
-	return leaders, len(leaders) == c.ranges+1 // and the system range
+	return c.WaitRangeLeaders(ctx, c.ranges+1)
 }
 
 // keyInRange returns a key that the even bootstrap split puts in range i of

@@ -46,7 +46,7 @@ func newHandTxn(c *cluster, via uint64, name string, keys [][]byte) *handTxn {
 }
 
 func (h *handTxn) eval(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
-	return h.c.node(h.via).Evaluate(ctx, req)
+	return h.c.Node(h.via).Evaluate(ctx, req)
 }
 
 func (h *handTxn) prepareReq(i int) *pb.InternalRequest {
@@ -93,7 +93,7 @@ func (h *handTxn) resolve(ctx context.Context, rec *pb.TxnRecord, i int, deleteR
 // it: a one-range transaction that only reads the key fails with the
 // conflicting intent and writes nothing.
 func intentOn(ctx context.Context, c *cluster, via uint64, key []byte) (*pb.Intent, error) {
-	resp, err := c.node(via).Evaluate(ctx, &pb.InternalRequest{Key: key, Op: &pb.InternalRequest_OnePc{OnePc: &pb.TxnOnePC{
+	resp, err := c.Node(via).Evaluate(ctx, &pb.InternalRequest{Key: key, Op: &pb.InternalRequest_OnePc{OnePc: &pb.TxnOnePC{
 		Txn: &pb.TxnRequest{Success: []*pb.RequestOp{getOp(key)}},
 	}}})
 	if err != nil {
@@ -107,7 +107,7 @@ func intentOn(ctx context.Context, c *cluster, via uint64, key []byte) (*pb.Inte
 func noIntent(ctx context.Context, c *cluster, key []byte) error {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		in, err := intentOn(ctx, c, c.running()[0], key)
+		in, err := intentOn(ctx, c, c.Running()[0], key)
 		if err == nil && in == nil {
 			return nil
 		}
@@ -137,7 +137,7 @@ func scanKeys(ctx context.Context, c *cluster, keys [][]byte) (map[string]*pb.Ke
 		}
 		var cont []byte
 		for {
-			resp, err := c.kv(via).Scan(ctx, &pb.ScanRequest{Start: start, End: end, Continuation: cont})
+			resp, err := c.KV(via).Scan(ctx, &pb.ScanRequest{Start: start, End: end, Continuation: cont})
 			if err != nil {
 				return nil, fmt.Errorf("scan range %d via node %d: %w", i+1, via, err)
 			}
@@ -179,7 +179,7 @@ func putLeader(ctx context.Context, c *cluster, key []byte, value string) (*pb.P
 	if err != nil {
 		return nil, err
 	}
-	return c.kv(via).Put(ctx, &pb.PutRequest{Key: key, Value: []byte(value)})
+	return c.KV(via).Put(ctx, &pb.PutRequest{Key: key, Value: []byte(value)})
 }
 
 // readTxn reads keys in one read-only transaction coordinated by node via.
@@ -188,7 +188,7 @@ func readTxn(ctx context.Context, c *cluster, via uint64, keys [][]byte) ([]stri
 	for _, k := range keys {
 		req.Success = append(req.Success, getOp(k))
 	}
-	resp, err := c.kv(via).Txn(ctx, req)
+	resp, err := c.KV(via).Txn(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func readTxn(ctx context.Context, c *cluster, via uint64, keys [][]byte) ([]stri
 func readAll(ctx context.Context, c *cluster, via uint64, keys [][]byte) ([]*pb.KeyValue, error) {
 	var out []*pb.KeyValue
 	for _, k := range keys {
-		resp, err := c.kv(via).Get(ctx, &pb.GetRequest{Key: k})
+		resp, err := c.KV(via).Get(ctx, &pb.GetRequest{Key: k})
 		if err != nil {
 			return nil, fmt.Errorf("get %q via node %d: %w", k, via, err)
 		}
@@ -263,7 +263,7 @@ func watchAtomic(ctx context.Context, c *cluster, keys [][]byte, forbidden strin
 				}
 				check("scan", vs)
 			}
-			via := c.running()[i%len(c.running())]
+			via := c.Running()[i%len(c.Running())]
 			if vs, err := readTxn(rctx, c, via, keys); err == nil {
 				check(fmt.Sprintf("read-only txn via node %d", via), vs)
 			}
@@ -298,7 +298,7 @@ func TestCoordinatorCrashAtEveryStep(t *testing.T) {
 			keys := [][]byte{keyInRange(0, crashRanges, tc.name), keyInRange(1, crashRanges, tc.name), keyInRange(2, crashRanges, tc.name)}
 			oldKVs := make([]*pb.PutResponse, len(keys))
 			for i, k := range keys {
-				resp, err := c.kv(uint64(i%3+1)).Put(ctx, &pb.PutRequest{Key: k, Value: []byte("old")})
+				resp, err := c.KV(uint64(i%3+1)).Put(ctx, &pb.PutRequest{Key: k, Value: []byte("old")})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -361,7 +361,7 @@ func TestCoordinatorCrashAtEveryStep(t *testing.T) {
 			if tc.commit {
 				// (Before the expiry a read-only transaction would wait for
 				// the uncommitted one; the watcher runs those.)
-				for _, via := range c.running() {
+				for _, via := range c.Running() {
 					vs, err := readTxn(ctx, c, via, keys)
 					if err != nil || strings.Join(vs, ",") != strings.Repeat(want+",", 2)+want {
 						t.Fatalf("read-only txn via node %d right after the crash: %v, %v; want all %q", via, vs, err, want)
@@ -473,7 +473,7 @@ func TestConflictingTxnsInOppositeOrderFinish(t *testing.T) {
 	defer cancel()
 	a, b := keyInRange(0, 2, "a"), keyInRange(1, 2, "b")
 	for _, k := range [][]byte{a, b} {
-		if _, err := c.kv(1).Put(ctx, &pb.PutRequest{Key: k, Value: []byte("init")}); err != nil {
+		if _, err := c.KV(1).Put(ctx, &pb.PutRequest{Key: k, Value: []byte("init")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -496,7 +496,7 @@ func TestConflictingTxnsInOppositeOrderFinish(t *testing.T) {
 				Failure: []*pb.RequestOp{getOp(second), getOp(first)},
 			}
 			tctx, tcancel := context.WithTimeout(ctx, 10*time.Second)
-			resp, err := c.kv(via).Txn(tctx, req)
+			resp, err := c.KV(via).Txn(tctx, req)
 			tcancel()
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", name, i, err)
@@ -590,7 +590,7 @@ func TestTxnRacingLeaderChange(t *testing.T) {
 			attempted = i
 			mu.Unlock()
 			tctx, tcancel := context.WithTimeout(ctx, 8*time.Second)
-			_, err := c.kv(coord).Txn(tctx, req)
+			_, err := c.KV(coord).Txn(tctx, req)
 			tcancel()
 			mu.Lock()
 			if err == nil {
@@ -615,7 +615,7 @@ func TestTxnRacingLeaderChange(t *testing.T) {
 			}
 			req := &pb.TxnRequest{Success: []*pb.RequestOp{getOp(keys[0]), getOp(keys[1]), getOp(keys[2])}}
 			tctx, tcancel := context.WithTimeout(ctx, 8*time.Second)
-			resp, err := c.kv(reader).Txn(tctx, req)
+			resp, err := c.KV(reader).Txn(tctx, req)
 			tcancel()
 			if err != nil {
 				continue
@@ -633,7 +633,7 @@ func TestTxnRacingLeaderChange(t *testing.T) {
 	}()
 
 	time.Sleep(400 * time.Millisecond)
-	c.stop(victim)
+	c.Stop(victim)
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -656,7 +656,7 @@ func TestTxnRacingLeaderChange(t *testing.T) {
 	// Every key shows the same round: no partial transaction, and not an
 	// older one than the last acknowledged (a failed one may have
 	// committed after all).
-	for _, via := range c.running() {
+	for _, via := range c.Running() {
 		vs, err := readTxn(ctx, c, via, keys)
 		if err != nil {
 			t.Fatal(err)

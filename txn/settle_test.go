@@ -11,8 +11,8 @@ import (
 )
 
 // Settling intents: who may abort what, and what a settle's answer may be
-// trusted for. The tests here are skipped: each shows a bug (see its skip
-// message for the fix) and passes once it is fixed.
+// trusted for. Each test reproduces a bug that was found and fixed, and
+// keeps it fixed.
 
 // TestSettleOfStaleIntentAfterRecordDeleted: a reader that met an intent
 // just before the coordinator resolved it and deleted the record (what
@@ -29,7 +29,7 @@ func TestSettleOfStaleIntentAfterRecordDeleted(t *testing.T) {
 	defer cancel()
 	keys := [][]byte{keyInRange(0, 2, "p"), keyInRange(1, 2, "q")}
 	for _, k := range keys {
-		if _, err := c.kv(1).Put(ctx, &pb.PutRequest{Key: k, Value: []byte("old")}); err != nil {
+		if _, err := c.KV(1).Put(ctx, &pb.PutRequest{Key: k, Value: []byte("old")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +52,7 @@ func TestSettleOfStaleIntentAfterRecordDeleted(t *testing.T) {
 	if err := h.resolve(ctx, rec, 0, true); err != nil {
 		t.Fatal(err)
 	}
-	n := c.node(2)
+	n := c.Node(2)
 	co := txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: hlc.New(hlc.SystemClock{}), Expiry: crashExpiry})
 	defer co.Close()
 	// Settle's contract: PENDING or ABORTED means the transaction had not
@@ -74,7 +74,7 @@ func TestSettleOfStaleIntentAfterRecordDeleted(t *testing.T) {
 			t.Errorf("%s: Settle says %s and the intent is still there, but the transaction committed", when, got.Status)
 		}
 		for id := uint64(1); id <= 3; id++ {
-			resp, err := c.kv(id).Get(ctx, &pb.GetRequest{Key: keys[1]})
+			resp, err := c.KV(id).Get(ctx, &pb.GetRequest{Key: keys[1]})
 			if err != nil || string(resp.GetKv().GetValue()) != "new" {
 				t.Errorf("%s: linearizable Get through node %d after the commit: %v, %v", when, id, resp, err)
 			}
@@ -133,20 +133,20 @@ func TestSettleFromForwardedRequest(t *testing.T) {
 	t.Logf("primary in range %d led by node %d, key in range %d led by node %d", p+1, via, q+1, leaders[uint64(q+1)])
 
 	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
-	resp, err := c.kv(via).Get(rctx, &pb.GetRequest{Key: keys[1]})
+	resp, err := c.KV(via).Get(rctx, &pb.GetRequest{Key: keys[1]})
 	rcancel()
 	if err != nil || string(resp.GetKv().GetValue()) != "old" {
 		t.Errorf("get through node %d: %v, %v; want %q", via, resp, err, "old")
 	}
 	start, end := rangeSpan(q, ranges)
 	rctx, rcancel = context.WithTimeout(ctx, 3*time.Second)
-	_, err = c.kv(via).Scan(rctx, &pb.ScanRequest{Start: start, End: end})
+	_, err = c.KV(via).Scan(rctx, &pb.ScanRequest{Start: start, End: end})
 	rcancel()
 	if err != nil {
 		t.Errorf("scan through node %d: %v", via, err)
 	}
 	rctx, rcancel = context.WithTimeout(ctx, 3*time.Second)
-	_, err = c.kv(via).Put(rctx, &pb.PutRequest{Key: keys[1], Value: []byte("after")})
+	_, err = c.KV(via).Put(rctx, &pb.PutRequest{Key: keys[1], Value: []byte("after")})
 	rcancel()
 	if err != nil {
 		t.Errorf("put through node %d over an expired transaction's intent: %v", via, err)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +78,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		joinAddr: map[uint64]string{},
 		conns:    map[uint64]*grpc.ClientConn{},
 	}
+	// Registered first, so that nodes started before one that fails to start
+	// are stopped too.
+	t.Cleanup(c.StopAll)
 	listeners := map[uint64]net.Listener{}
 	for i := 1; i <= opts.Nodes; i++ {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -89,7 +93,6 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for id, lis := range listeners {
 		c.startNode(id, lis, "")
 	}
-	t.Cleanup(c.StopAll)
 	return c
 }
 
@@ -187,13 +190,7 @@ func (c *Cluster) Join(ctx context.Context) uint64 {
 
 // StopAll stops every running node.
 func (c *Cluster) StopAll() {
-	c.mu.Lock()
-	ids := make([]uint64, 0, len(c.nodes))
-	for id := range c.nodes {
-		ids = append(ids, id)
-	}
-	c.mu.Unlock()
-	for _, id := range ids {
+	for _, id := range c.Running() {
 		c.Stop(id)
 	}
 	c.mu.Lock()
@@ -202,6 +199,13 @@ func (c *Cluster) StopAll() {
 		delete(c.conns, id)
 	}
 	c.mu.Unlock()
+}
+
+// Running returns the IDs of the running nodes, lowest first.
+func (c *Cluster) Running() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.nodes))
 }
 
 // Node returns a running node, or nil.
@@ -274,9 +278,17 @@ func (c *Cluster) Admin(id uint64) pb.AdminClient { return pb.NewAdminClient(c.c
 // WaitLeaders waits until every range has a leader that all running nodes
 // agree on, and returns range ID -> leader node ID.
 func (c *Cluster) WaitLeaders(ctx context.Context) (map[uint64]uint64, error) {
+	return c.WaitRangeLeaders(ctx, 0)
+}
+
+// WaitRangeLeaders is WaitLeaders for a cluster known to have n ranges, the
+// system range included: it also waits until the running nodes report
+// exactly n ranges, so that it does not return while a node does not list
+// some range yet. n = 0 accepts any number of ranges.
+func (c *Cluster) WaitRangeLeaders(ctx context.Context, n int) (map[uint64]uint64, error) {
 	for {
 		leaders, ok := c.leaders(ctx)
-		if ok {
+		if ok && (n == 0 || len(leaders) == n) {
 			return leaders, nil
 		}
 		select {
@@ -289,13 +301,7 @@ func (c *Cluster) WaitLeaders(ctx context.Context) (map[uint64]uint64, error) {
 
 func (c *Cluster) leaders(ctx context.Context) (map[uint64]uint64, bool) {
 	leaders := map[uint64]uint64{}
-	c.mu.Lock()
-	ids := make([]uint64, 0, len(c.nodes))
-	for id := range c.nodes {
-		ids = append(ids, id)
-	}
-	c.mu.Unlock()
-	for _, id := range ids {
+	for _, id := range c.Running() {
 		resp, err := c.Admin(id).ListRanges(ctx, &pb.ListRangesRequest{})
 		if err != nil {
 			return nil, false
