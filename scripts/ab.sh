@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Before/after: one bench workload against two raftrix binaries, in one run,
+# alternating A B A B ... so that drift of a shared machine hits both.
+#
+# Each round starts a fresh 3-node cluster (64 ranges) of the binary, waits
+# for every range's leader, runs the workload (loading its keys first, not
+# measured) with --cpu-pids, and stops the cluster. Prints one line per run
+# and the B/A ratios of the medians of ops/s, p50, p99 and CPU µs/op.
+#
+# Usage: scripts/ab.sh [--rounds N] [--out DIR] BIN_A BIN_B -- BENCH-ARGS...
+#   e.g. git stash; go build -o /tmp/a ./cmd/raftrix; git stash pop
+#        go build -o /tmp/b ./cmd/raftrix
+#        scripts/ab.sh /tmp/a /tmp/b -- kv --read-fraction 0 --keys 100000 --clients 256
+# Environment: RAFTRIX_PORT (first node's gRPC port, default 30001).
+set -euo pipefail
+
+ROUNDS=2
+OUT=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) break ;;
+	esac
+done
+[ $# -ge 3 ] && [ "$3" = "--" ] || { echo "usage: scripts/ab.sh [--rounds N] BIN_A BIN_B -- BENCH-ARGS... (see --help)" >&2; exit 2; }
+A=$(realpath "$1")
+B=$(realpath "$2")
+shift 3
+OUT=${OUT:-/tmp/raftrix-ab-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+PORT=${RAFTRIX_PORT:-30001}
+PEERS="1=127.0.0.1:$PORT,2=127.0.0.1:$((PORT + 1)),3=127.0.0.1:$((PORT + 2))"
+EPS="127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))"
+WORK=""
+pids=()
+stop_cluster() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
+	[ -n "$WORK" ] && rm -rf "$WORK"
+	WORK=""
+}
+trap stop_cluster EXIT INT TERM
+
+run() { # label binary round
+	local label=$1 bin=$2 round=$3
+	shift 3
+	WORK=$(mktemp -d /tmp/raftrix-ab.XXXXXX)
+	for i in 1 2 3; do
+		"$bin" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges 64 --insecure \
+			--log-level warn 2>"$OUT/$label-$round-n$i.log" &
+		pids+=($!)
+	done
+	until [ "$("$bin" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge 65 ]; do
+		sleep 0.5
+	done
+	local cpids
+	cpids=$(IFS=,; echo "${pids[*]}")
+	"$B" bench "$@" --endpoints "$EPS" --cpu-pids "$cpids" --warmup 2s --duration 10s \
+		--json "$OUT/$label-$round.json" >"$OUT/$label-$round.txt" 2>&1
+	stop_cluster
+	python3 - "$OUT/$label-$round.json" "$label" "$round" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r["total"]
+l = t["latency_us"]
+print(f'{sys.argv[2]} round {sys.argv[3]}: {t["ops_per_sec"]:9.1f} ops/s  p50 {l["p50"] / 1000:7.2f} ms  p99 {l["p99"] / 1000:7.2f} ms  CPU {r.get("cpu_us_per_op", 0):7.1f} us/op')
+EOF
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+	if [ $((round % 2)) = 1 ]; then
+		run A "$A" "$round" "$@"; run B "$B" "$round" "$@"
+	else
+		run B "$B" "$round" "$@"; run A "$A" "$round" "$@"
+	fi
+done
+python3 - "$OUT" <<'EOF'
+import json, glob, statistics, sys
+out = sys.argv[1]
+def med(label, f):
+    return statistics.median(f(json.load(open(p))) for p in sorted(glob.glob(f"{out}/{label}-*.json")))
+for name, f in [("ops/s", lambda r: r["total"]["ops_per_sec"]), ("p50 ms", lambda r: r["total"]["latency_us"]["p50"] / 1000),
+                ("p99 ms", lambda r: r["total"]["latency_us"]["p99"] / 1000), ("CPU us/op", lambda r: r.get("cpu_us_per_op", 0))]:
+    a, b = med("A", f), med("B", f)
+    print(f"{name:10s} A {a:9.2f}  B {b:9.2f}  B/A {b / a if a else float('nan'):.2f}")
+EOF
+echo "results in $OUT"
