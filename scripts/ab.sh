@@ -2,7 +2,7 @@
 # Before/after: one bench workload against two raftrix binaries, in one run,
 # alternating A B A B ... so that drift of a shared machine hits both.
 #
-# Each round starts a fresh 3-node cluster (64 ranges) of the binary, waits
+# Each round starts a fresh 3-node cluster (64 ranges) of a binary, waits
 # for every range's leader, runs the workload (loading its keys first, not
 # measured) with --cpu-pids, and stops the cluster. Prints one line per run
 # and the B/A ratios of the medians of ops/s, p50, p99 and CPU µs/op.
@@ -11,7 +11,9 @@
 #   e.g. git stash; go build -o /tmp/a ./cmd/raftrix; git stash pop
 #        go build -o /tmp/b ./cmd/raftrix
 #        scripts/ab.sh /tmp/a /tmp/b -- kv --read-fraction 0 --keys 100000 --clients 256
-# Environment: RAFTRIX_PORT (first node's gRPC port, default 30001).
+# Environment: RAFTRIX_PORT (first node's gRPC port, default 30001);
+# RANGES (user ranges of each cluster, default 64; RANGES_B for B's
+# clusters if they differ, to compare range counts with one binary).
 set -euo pipefail
 
 ROUNDS=2
@@ -47,13 +49,15 @@ trap stop_cluster EXIT INT TERM
 run() { # label binary round
 	local label=$1 bin=$2 round=$3
 	shift 3
+	local ranges=${RANGES:-64}
+	[ "$label" = B ] && ranges=${RANGES_B:-$ranges}
 	WORK=$(mktemp -d /tmp/raftrix-ab.XXXXXX)
 	for i in 1 2 3; do
-		"$bin" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges 64 --insecure \
+		"$bin" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges "$ranges" --insecure \
 			--log-level warn 2>"$OUT/$label-$round-n$i.log" &
 		pids+=($!)
 	done
-	until [ "$("$bin" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge 65 ]; do
+	until [ "$("$bin" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge $((ranges + 1)) ]; do
 		sleep 0.5
 	done
 	local cpids
