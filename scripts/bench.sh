@@ -34,6 +34,8 @@
 #                    conflicts of 50000 keys; each txn run reloads its keys,
 #                    16 per transaction, which takes about twice as long)
 #   --only "W ..."   run only these workloads (names above)
+#   --rounds N       run the whole list N times (default 1); the summary
+#                    shows the mean of the N runs of each cell
 #   --out DIR        results directory (default /tmp/raftrix-bench-<time>)
 #   --no-etcd        RaftrixDB only
 # Environment: ETCD (etcd binary), RAFTRIX_PORT (first node's gRPC port,
@@ -49,6 +51,7 @@ KEYS=100000
 TXN_KEYS=100000
 RANGES=64
 ONLY=""
+ROUNDS=1
 OUT=""
 USE_ETCD=1
 while [ $# -gt 0 ]; do
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
 	--keys) KEYS=$2; shift 2 ;;
 	--txn-keys) TXN_KEYS=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
+	--rounds) ROUNDS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--no-etcd) USE_ETCD=0; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -222,8 +226,8 @@ run() { # run STORE NAME CLIENTS ARGS... (KEYSPACE: the workload's keys)
 	# kv and ycsb share their keys: load them once per store. The txn
 	# workload loads every time: the load tells it its keys' revisions.
 	if [ "$KEYSPACE" = user ] && [ -n "${LOADED[$store:user]:-}" ]; then load=false; fi
-	local base="$OUT/$name-c$clients-$store"
-	log "$name, $clients clients, $store (load average $(cut -d' ' -f1 /proc/loadavg))"
+	local base="$OUT/$name-c$clients-$store-r$ROUND"
+	log "round $ROUND: $name, $clients clients, $store (load average $(cut -d' ' -f1 /proc/loadavg))"
 	echo "load average before: $(cat /proc/loadavg)" >"$base.log"
 	if "$BIN" bench "$@" --driver "$store" --endpoints "$eps" --cpu-pids "$pids" --clients "$clients" \
 		--duration "$DURATION" --warmup "$WARMUP" --load=$load --label "$name" \
@@ -237,17 +241,19 @@ run() { # run STORE NAME CLIENTS ARGS... (KEYSPACE: the workload's keys)
 }
 
 n=0
-for w in "${WORKLOADS[@]}"; do
-	IFS='|' read -r name args KEYSPACE <<<"$w"
-	if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $name "* ]]; then continue; fi
-	# Alternate which store goes first, workload by workload.
-	order=("${STORES[@]}")
-	if [ ${#STORES[@]} = 2 ] && [ $((n % 2)) = 1 ]; then order=(etcd raftrix); fi
-	n=$((n + 1))
-	for c in $CLIENTS; do
-		for s in "${order[@]}"; do
-			# shellcheck disable=SC2086 # args is a list of flags
-			run "$s" "$name" "$c" $args
+for ROUND in $(seq 1 "$ROUNDS"); do
+	for w in "${WORKLOADS[@]}"; do
+		IFS='|' read -r name args KEYSPACE <<<"$w"
+		if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $name "* ]]; then continue; fi
+		# Alternate which store goes first, workload by workload.
+		order=("${STORES[@]}")
+		if [ ${#STORES[@]} = 2 ] && [ $((n % 2)) = 1 ]; then order=(etcd raftrix); fi
+		n=$((n + 1))
+		for c in $CLIENTS; do
+			for s in "${order[@]}"; do
+				# shellcheck disable=SC2086 # args is a list of flags
+				run "$s" "$name" "$c" $args
+			done
 		done
 	done
 done
