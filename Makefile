@@ -41,7 +41,7 @@ demo:
 # core, so 100 take about 25 minutes on 2 cores. CI runs 3 seeds.
 # Rerun one seed: go test -run 'TestNemesis/histories/seed=N$$' ./internal/nemesis/ -nemesis.seed=N -nemesis.histories=1
 test-nemesis:
-	$(GO) test -count=1 -timeout 3h -v -run TestNemesis ./internal/nemesis/ -nemesis.histories=100 -nemesis.ops=2000 -parallel 4
+	$(GO) test -count=1 -timeout 3h -v -run TestNemesis ./internal/nemesis/ -nemesis.histories=100 -nemesis.ops=2500 -parallel 4
 
 # 50 kill -9s of real nodes under write load; every acknowledged write must
 # survive (about 3.5 minutes).

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -303,16 +304,17 @@ func (db *DB) Scan(ctx context.Context, start, end []byte, limit int) ([]*pb.Key
 // Commit runs one etcd-style transaction (compares, success and failure
 // branches) atomically across ranges.
 //
-// Any node coordinates a transaction. One whose keys all lie in one range
-// (as far as the range cache knows) goes to that range's leader, which runs
-// it as a single Raft command with no forwarding. Others go to the seed
-// endpoints in turn: the coordinator of a multi-range transaction talks to
-// several leaders anyway, and spreading coordinators keeps a node's crash
-// from stranding the locks of every transaction that touches the ranges it
-// leads (they would wait out the transaction expiry).
+// Any node coordinates a transaction; the client sends it to the leader of
+// the range of its smallest key. When all its keys lie in that range (as
+// far as the range cache knows), the leader runs it as a single Raft
+// command. Otherwise the smallest key is the coordinator's primary key,
+// which holds the transaction record, so the coordinator prepares that
+// range, commits the record and resolves that range's intents without a
+// network hop, and the transaction depends on one node less: a crash of the
+// primary's leader stalls the transaction whoever coordinates it.
 func (db *DB) Commit(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	var resp *pb.TxnResponse
-	err := db.call(ctx, db.singleRangeKey(ctx, req), true, func(ctx context.Context, c pb.KVClient) (*pb.ResponseHeader, error) {
+	err := db.call(ctx, txnRouteKey(req), true, func(ctx context.Context, c pb.KVClient) (*pb.ResponseHeader, error) {
 		r, err := c.Txn(ctx, req)
 		resp = r
 		return nil, err // the header names the coordinator, not a leader
@@ -320,38 +322,28 @@ func (db *DB) Commit(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	return resp, err
 }
 
-// singleRangeKey returns a key of req if all its keys lie in one range of
-// the cache (looked up if need be), or nil.
-func (db *DB) singleRangeKey(ctx context.Context, req *pb.TxnRequest) []byte {
-	var keys [][]byte
+// txnRouteKey returns the smallest key of req, or nil if it has none.
+func txnRouteKey(req *pb.TxnRequest) []byte {
+	var min []byte
+	add := func(k []byte) {
+		if k != nil && (min == nil || bytes.Compare(k, min) < 0) {
+			min = k
+		}
+	}
 	for _, c := range req.Compare {
-		keys = append(keys, c.Key)
+		add(c.Key)
 	}
 	for _, ops := range [][]*pb.RequestOp{req.Success, req.Failure} {
 		for _, op := range ops {
 			switch {
 			case op.GetGet() != nil:
-				keys = append(keys, op.GetGet().Key)
+				add(op.GetGet().Key)
 			case op.GetPut() != nil:
-				keys = append(keys, op.GetPut().Key)
+				add(op.GetPut().Key)
 			case op.GetDelete() != nil:
-				keys = append(keys, op.GetDelete().Key)
+				add(op.GetDelete().Key)
 			}
 		}
 	}
-	if len(keys) == 0 || keys[0] == nil {
-		return nil
-	}
-	e, ok := db.cache.get(keys[0])
-	if !ok {
-		if e, ok = db.lookup(ctx, keys[0]); !ok {
-			return nil
-		}
-	}
-	for _, k := range keys[1:] {
-		if !e.contains(k) {
-			return nil
-		}
-	}
-	return keys[0]
+	return min
 }
