@@ -25,7 +25,8 @@
 //     driver uses RaftrixDB's Go client (package client), which sends each
 //     request straight to the leader of its key's range, with no forwarding
 //     hop (one KV.Txn per transaction, to the range's leader when its keys
-//     lie in one range); the etcd driver uses go.etcd.io/etcd/client/v3 (one
+//     lie in one range, else to the leader of its smallest key's range,
+//     which coordinates it); the etcd driver uses go.etcd.io/etcd/client/v3 (one
 //     Txn). Both send the same bytes for the same key and value, and both
 //     read linearizably.
 //   - The runner (runner.go) runs --clients workers over --conns
@@ -36,6 +37,10 @@
 //     line per second (stderr), a final table (stdout) and, with --json, a
 //     JSON file (see Report); summary.go puts several such files side by
 //     side, RaftrixDB beside etcd.
+//   - With --cpu-pids (cpu.go), the report adds the CPU time of the store's
+//     server processes and of the bench process itself over the measured
+//     window, and the CPU per completed operation: the cost of a replicated
+//     write, whichever process pays it.
 //
 // # Keys
 //

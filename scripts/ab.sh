@@ -13,7 +13,10 @@
 #        scripts/ab.sh /tmp/a /tmp/b -- kv --read-fraction 0 --keys 100000 --clients 256
 # Environment: RAFTRIX_PORT (first node's gRPC port, default 30001);
 # RANGES (user ranges of each cluster, default 64; RANGES_B for B's
-# clusters if they differ, to compare range counts with one binary).
+# clusters if they differ, to compare range counts with one binary);
+# BENCH_A, BENCH_B (the raftrix binary whose bench tool loads A's and B's
+# clusters, default BIN_B for both, so that only the servers differ; set
+# them to compare bench tools, e.g. drivers, against one server binary).
 set -euo pipefail
 
 ROUNDS=2
@@ -60,9 +63,13 @@ run() { # label binary round
 	until [ "$("$bin" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge $((ranges + 1)) ]; do
 		sleep 0.5
 	done
-	local cpids
-	cpids=$(IFS=,; echo "${pids[*]}")
-	"$B" bench "$@" --endpoints "$EPS" --cpu-pids "$cpids" --warmup 2s --duration 10s \
+	local bench=${BENCH_B:-$B} cpu=()
+	[ "$label" = A ] && bench=${BENCH_A:-$B}
+	# Older bench tools cannot measure CPU.
+	if "$bench" bench kv --help 2>/dev/null | grep -q -- --cpu-pids; then
+		cpu=(--cpu-pids "$(IFS=,; echo "${pids[*]}")")
+	fi
+	"$bench" bench "$@" --endpoints "$EPS" "${cpu[@]}" --warmup 2s --duration 10s \
 		--json "$OUT/$label-$round.json" >"$OUT/$label-$round.txt" 2>&1
 	stop_cluster
 	python3 - "$OUT/$label-$round.json" "$label" "$round" <<'EOF'
