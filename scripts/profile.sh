@@ -63,10 +63,12 @@ until grep -q "warmup" "$OUT/bench.txt" 2>/dev/null; do
 	sleep 0.5
 done
 sleep 3
+curls=()
 for i in 1 2 3; do
 	curl -sf -o "$OUT/n$i.cpu.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/profile?seconds=$SECONDS_PROFILED" &
+	curls+=($!)
 done
-wait $(jobs -p | grep -v "^$bench$" | grep -v -F -x -f <(printf '%s\n' "${pids[@]}")) 2>/dev/null || true
+wait "${curls[@]}"
 for i in 1 2 3; do
 	curl -sf -o "$OUT/n$i.allocs.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/allocs"
 done
