@@ -120,6 +120,9 @@ func (n *Node) sendHeartbeat(ctx context.Context, reports []*pb.RangeReport) err
 		return err
 	}
 	n.learnPeers(resp.Nodes)
+	for _, r := range resp.Removed {
+		n.replicaRemoved(r.RangeId, r.ReplicaId)
+	}
 	return nil
 }
 

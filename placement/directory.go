@@ -125,6 +125,31 @@ func (d *Directory) SetLeader(rangeID, leader uint64) {
 	d.byID[rangeID] = &e
 }
 
+// RemovedReplica reports whether the directory shows that nodeID's replica
+// of the range of desc (desc being what that replica holds) was removed
+// from the range, and returns its replica ID: the directory's descriptor is
+// newer, has allocated the ID (it is below next_replica_id) and does not
+// list it. Replica IDs are never reused, so a replica that a committed
+// descriptor has removed can never be a member again.
+func (d *Directory) RemovedReplica(desc *pb.RangeDescriptor, nodeID uint64) (uint64, bool) {
+	var id uint64
+	for _, r := range desc.Replicas {
+		if r.NodeId == nodeID {
+			id = r.ReplicaId
+		}
+	}
+	e := d.byID[desc.RangeId]
+	if id == 0 || e == nil || e.Desc.Generation <= desc.Generation || id >= e.Desc.NextReplicaId {
+		return 0, false
+	}
+	for _, r := range e.Desc.Replicas {
+		if r.ReplicaId == id {
+			return 0, false
+		}
+	}
+	return id, true
+}
+
 // Range returns the entry of a range, or nil.
 func (d *Directory) Range(id uint64) *Entry { return d.byID[id] }
 

@@ -204,3 +204,46 @@ func TestDirectoryReportsInAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryRemovedReplica: a replica is reported removed only when the
+// directory holds a newer descriptor that allocated its ID and no longer
+// lists it.
+func TestDirectoryRemovedReplica(t *testing.T) {
+	desc := func(gen, next uint64, replicas ...[2]uint64) *pb.RangeDescriptor {
+		d := &pb.RangeDescriptor{RangeId: 7, StartKey: []byte("a"), EndKey: []byte("m"), Generation: gen, NextReplicaId: next}
+		for _, r := range replicas {
+			d.Replicas = append(d.Replicas, &pb.ReplicaDescriptor{NodeId: r[0], ReplicaId: r[1]})
+		}
+		return d
+	}
+	dir := NewDirectory()
+	now := time.Unix(1_000_000, 0)
+	// Node 2's replica 2 was moved to node 4 (replica 4).
+	current := desc(5, 5, [2]uint64{1, 1}, [2]uint64{3, 3}, [2]uint64{4, 4})
+	if !dir.Update(&pb.RangeReport{Descriptor_: current, IsLeader: true, LeaderNodeId: 1}, now) {
+		t.Fatal("current descriptor not applied")
+	}
+	stale := desc(3, 4, [2]uint64{1, 1}, [2]uint64{2, 2}, [2]uint64{3, 3})
+	if id, ok := dir.RemovedReplica(stale, 2); !ok || id != 2 {
+		t.Fatalf("node 2 holding generation 3: removed = %d, %v; want replica 2", id, ok)
+	}
+	// Its report of the old descriptor does not change the directory.
+	if dir.Update(&pb.RangeReport{Descriptor_: stale, IsLeader: true, LeaderNodeId: 2}, now) {
+		t.Fatal("a stale report was applied")
+	}
+	for _, c := range []struct {
+		name string
+		desc *pb.RangeDescriptor
+		node uint64
+	}{
+		{"a member with an old descriptor", stale, 1},
+		{"a member with the current descriptor", current, 4},
+		{"a replica the directory has not seen allocated", desc(6, 7, [2]uint64{1, 1}, [2]uint64{3, 3}, [2]uint64{4, 4}, [2]uint64{2, 6}), 2},
+		{"a node the descriptor does not name", stale, 9},
+		{"a range the directory does not know", &pb.RangeDescriptor{RangeId: 8, Generation: 1, NextReplicaId: 4, Replicas: stale.Replicas}, 2},
+	} {
+		if id, ok := dir.RemovedReplica(c.desc, c.node); ok {
+			t.Errorf("%s: reported removed (replica %d)", c.name, id)
+		}
+	}
+}

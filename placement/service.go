@@ -308,13 +308,20 @@ func (s *Service) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.
 		return nil, err
 	}
 	now := s.cfg.Clock.Now()
+	var removed []*pb.RemovedReplica
 	s.mu.Lock()
 	s.mu.lastSeen[req.NodeId] = now
 	for _, r := range req.Ranges {
+		if r.Descriptor_ == nil {
+			continue
+		}
 		s.mu.dir.Update(r, now)
+		if id, ok := s.mu.dir.RemovedReplica(r.Descriptor_, req.NodeId); ok {
+			removed = append(removed, &pb.RemovedReplica{RangeId: r.Descriptor_.RangeId, ReplicaId: id})
+		}
 	}
 	s.mu.Unlock()
-	return &pb.HeartbeatResponse{Nodes: s.addresses()}, nil
+	return &pb.HeartbeatResponse{Nodes: s.addresses(), Removed: removed}, nil
 }
 
 // Lookup returns the directory's entry for key.

@@ -42,6 +42,10 @@ type Options struct {
 	TickInterval         time.Duration
 	ElectionTicks        int
 	LogTruncateThreshold uint64
+	// HeartbeatInterval is how often nodes report to placement (default
+	// 1s); ManualPlacement turns placement's own decisions off.
+	HeartbeatInterval time.Duration
+	ManualPlacement   bool
 	// Logger receives the nodes' logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -153,6 +157,8 @@ func (c *Cluster) startLocked(m *member, lis net.Listener) (err error) {
 		TickInterval:         c.opts.TickInterval,
 		ElectionTicks:        c.opts.ElectionTicks,
 		LogTruncateThreshold: c.opts.LogTruncateThreshold,
+		HeartbeatInterval:    c.opts.HeartbeatInterval,
+		ManualPlacement:      c.opts.ManualPlacement,
 		Logger:               c.opts.Logger,
 		Registry:             reg,
 	})

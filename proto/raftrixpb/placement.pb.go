@@ -612,8 +612,14 @@ func (x *HeartbeatRequest) GetRanges() []*RangeReport {
 }
 
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeAddress         `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeAddress         `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// removed lists the heartbeating node's replicas that the directory
+	// shows removed from their range: the range's newer descriptor has
+	// allocated the replica's ID but no longer lists it. The node destroys
+	// them. A replica removed while its node was away that stays quiet (it
+	// was quiesced) learns it no other way.
+	Removed       []*RemovedReplica `protobuf:"bytes,2,rep,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -655,6 +661,65 @@ func (x *HeartbeatResponse) GetNodes() []*NodeAddress {
 	return nil
 }
 
+func (x *HeartbeatResponse) GetRemoved() []*RemovedReplica {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+type RemovedReplica struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedReplica) Reset() {
+	*x = RemovedReplica{}
+	mi := &file_raftrix_v1_placement_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedReplica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedReplica) ProtoMessage() {}
+
+func (x *RemovedReplica) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_placement_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedReplica.ProtoReflect.Descriptor instead.
+func (*RemovedReplica) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_placement_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RemovedReplica) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RemovedReplica) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
 type LookupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -664,7 +729,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_raftrix_v1_placement_proto_msgTypes[11]
+	mi := &file_raftrix_v1_placement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +741,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_placement_proto_msgTypes[11]
+	mi := &file_raftrix_v1_placement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +754,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_placement_proto_rawDescGZIP(), []int{11}
+	return file_raftrix_v1_placement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LookupRequest) GetKey() []byte {
@@ -710,7 +775,7 @@ type LookupResponse struct {
 
 func (x *LookupResponse) Reset() {
 	*x = LookupResponse{}
-	mi := &file_raftrix_v1_placement_proto_msgTypes[12]
+	mi := &file_raftrix_v1_placement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +787,7 @@ func (x *LookupResponse) String() string {
 func (*LookupResponse) ProtoMessage() {}
 
 func (x *LookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_placement_proto_msgTypes[12]
+	mi := &file_raftrix_v1_placement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +800,7 @@ func (x *LookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
 func (*LookupResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_placement_proto_rawDescGZIP(), []int{12}
+	return file_raftrix_v1_placement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LookupResponse) GetDescriptor_() *RangeDescriptor {
@@ -805,9 +870,14 @@ const file_raftrix_v1_placement_proto_rawDesc = "" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12/\n" +
-	"\x06ranges\x18\x03 \x03(\v2\x17.raftrix.v1.RangeReportR\x06ranges\"B\n" +
+	"\x06ranges\x18\x03 \x03(\v2\x17.raftrix.v1.RangeReportR\x06ranges\"x\n" +
 	"\x11HeartbeatResponse\x12-\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x17.raftrix.v1.NodeAddressR\x05nodes\"!\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x17.raftrix.v1.NodeAddressR\x05nodes\x124\n" +
+	"\aremoved\x18\x02 \x03(\v2\x1a.raftrix.v1.RemovedReplicaR\aremoved\"J\n" +
+	"\x0eRemovedReplica\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\"!\n" +
 	"\rLookupRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"\x94\x01\n" +
 	"\x0eLookupResponse\x12;\n" +
@@ -837,7 +907,7 @@ func file_raftrix_v1_placement_proto_rawDescGZIP() []byte {
 }
 
 var file_raftrix_v1_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftrix_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_raftrix_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_raftrix_v1_placement_proto_goTypes = []any{
 	(NodeRecord_State)(0),        // 0: raftrix.v1.NodeRecord.State
 	(*NodeRecord)(nil),           // 1: raftrix.v1.NodeRecord
@@ -851,36 +921,38 @@ var file_raftrix_v1_placement_proto_goTypes = []any{
 	(*RangeReport)(nil),          // 9: raftrix.v1.RangeReport
 	(*HeartbeatRequest)(nil),     // 10: raftrix.v1.HeartbeatRequest
 	(*HeartbeatResponse)(nil),    // 11: raftrix.v1.HeartbeatResponse
-	(*LookupRequest)(nil),        // 12: raftrix.v1.LookupRequest
-	(*LookupResponse)(nil),       // 13: raftrix.v1.LookupResponse
-	(*NodeAddress)(nil),          // 14: raftrix.v1.NodeAddress
-	(*RangeDescriptor)(nil),      // 15: raftrix.v1.RangeDescriptor
+	(*RemovedReplica)(nil),       // 12: raftrix.v1.RemovedReplica
+	(*LookupRequest)(nil),        // 13: raftrix.v1.LookupRequest
+	(*LookupResponse)(nil),       // 14: raftrix.v1.LookupResponse
+	(*NodeAddress)(nil),          // 15: raftrix.v1.NodeAddress
+	(*RangeDescriptor)(nil),      // 16: raftrix.v1.RangeDescriptor
 }
 var file_raftrix_v1_placement_proto_depIdxs = []int32{
 	0,  // 0: raftrix.v1.NodeRecord.state:type_name -> raftrix.v1.NodeRecord.State
-	14, // 1: raftrix.v1.JoinClusterResponse.nodes:type_name -> raftrix.v1.NodeAddress
+	15, // 1: raftrix.v1.JoinClusterResponse.nodes:type_name -> raftrix.v1.NodeAddress
 	1,  // 2: raftrix.v1.LeaveClusterResponse.node:type_name -> raftrix.v1.NodeRecord
 	1,  // 3: raftrix.v1.NodeInfo.node:type_name -> raftrix.v1.NodeRecord
 	7,  // 4: raftrix.v1.ListNodesResponse.nodes:type_name -> raftrix.v1.NodeInfo
-	15, // 5: raftrix.v1.RangeReport.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	16, // 5: raftrix.v1.RangeReport.descriptor:type_name -> raftrix.v1.RangeDescriptor
 	9,  // 6: raftrix.v1.HeartbeatRequest.ranges:type_name -> raftrix.v1.RangeReport
-	14, // 7: raftrix.v1.HeartbeatResponse.nodes:type_name -> raftrix.v1.NodeAddress
-	15, // 8: raftrix.v1.LookupResponse.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	2,  // 9: raftrix.v1.Placement.JoinCluster:input_type -> raftrix.v1.JoinClusterRequest
-	4,  // 10: raftrix.v1.Placement.LeaveCluster:input_type -> raftrix.v1.LeaveClusterRequest
-	6,  // 11: raftrix.v1.Placement.ListNodes:input_type -> raftrix.v1.ListNodesRequest
-	10, // 12: raftrix.v1.Placement.Heartbeat:input_type -> raftrix.v1.HeartbeatRequest
-	12, // 13: raftrix.v1.Placement.Lookup:input_type -> raftrix.v1.LookupRequest
-	3,  // 14: raftrix.v1.Placement.JoinCluster:output_type -> raftrix.v1.JoinClusterResponse
-	5,  // 15: raftrix.v1.Placement.LeaveCluster:output_type -> raftrix.v1.LeaveClusterResponse
-	8,  // 16: raftrix.v1.Placement.ListNodes:output_type -> raftrix.v1.ListNodesResponse
-	11, // 17: raftrix.v1.Placement.Heartbeat:output_type -> raftrix.v1.HeartbeatResponse
-	13, // 18: raftrix.v1.Placement.Lookup:output_type -> raftrix.v1.LookupResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 7: raftrix.v1.HeartbeatResponse.nodes:type_name -> raftrix.v1.NodeAddress
+	12, // 8: raftrix.v1.HeartbeatResponse.removed:type_name -> raftrix.v1.RemovedReplica
+	16, // 9: raftrix.v1.LookupResponse.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	2,  // 10: raftrix.v1.Placement.JoinCluster:input_type -> raftrix.v1.JoinClusterRequest
+	4,  // 11: raftrix.v1.Placement.LeaveCluster:input_type -> raftrix.v1.LeaveClusterRequest
+	6,  // 12: raftrix.v1.Placement.ListNodes:input_type -> raftrix.v1.ListNodesRequest
+	10, // 13: raftrix.v1.Placement.Heartbeat:input_type -> raftrix.v1.HeartbeatRequest
+	13, // 14: raftrix.v1.Placement.Lookup:input_type -> raftrix.v1.LookupRequest
+	3,  // 15: raftrix.v1.Placement.JoinCluster:output_type -> raftrix.v1.JoinClusterResponse
+	5,  // 16: raftrix.v1.Placement.LeaveCluster:output_type -> raftrix.v1.LeaveClusterResponse
+	8,  // 17: raftrix.v1.Placement.ListNodes:output_type -> raftrix.v1.ListNodesResponse
+	11, // 18: raftrix.v1.Placement.Heartbeat:output_type -> raftrix.v1.HeartbeatResponse
+	14, // 19: raftrix.v1.Placement.Lookup:output_type -> raftrix.v1.LookupResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_placement_proto_init() }
@@ -896,7 +968,7 @@ func file_raftrix_v1_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_placement_proto_rawDesc), len(file_raftrix_v1_placement_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
