@@ -18,10 +18,13 @@ func (n *Node) engineOptions() *pebble.Options {
 		FS:        n.cfg.FS,
 		Logger:    pebbleLogger{n.logger.With("component", "pebble")},
 		CacheSize: n.cfg.CacheBytes,
-		// Fewer, larger flushes: every memtable flush and the compactions
-		// it causes rewrite data the log already holds. Pebble starts with
-		// a small memtable and grows it up to this size.
-		MemTableSize: 64 << 20,
+		// Fewer, larger flushes than the 4 MiB default: under 256 writers
+		// 64 MiB gave 1.27x the puts/s of 4 MiB, but a larger skiplist
+		// costs every insert and lookup, and with one writer 16 MiB gave
+		// 1.24x the puts/s of 64 MiB for the same throughput under 256
+		// (scripts/ab.sh, BENCHMARKS.md). Pebble starts with a small
+		// memtable and grows it up to this size.
+		MemTableSize: 16 << 20,
 	}
 	// Bloom filters let a point read skip tables that lack the key: apply
 	// reads the previous record of every key it writes, and most puts of a
