@@ -228,4 +228,3 @@ func (r *Replica) MarkPersisted(rd raft.Ready) {
 	}
 	r.storage.markAppended(rd.Entries, rd.HardState)
 }
-
