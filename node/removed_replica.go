@@ -6,6 +6,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
 )
 
 // A node that was down or cut off while one of its replicas was removed
@@ -41,13 +42,8 @@ func (e *removedReplicaError) Error() string {
 // checkSender returns a *removedReplicaError if m comes from a replica that
 // desc shows removed.
 func checkSender(desc *pb.RangeDescriptor, m *raftpb.Message) error {
-	if m.From == 0 || m.From >= desc.NextReplicaId {
-		return nil // not allocated yet as far as this descriptor knows
-	}
-	for _, rd := range desc.Replicas {
-		if rd.ReplicaId == m.From {
-			return nil
-		}
+	if !replica.ReplicaRemoved(desc, m.From) {
+		return nil
 	}
 	return &removedReplicaError{rangeID: desc.RangeId, fromReplica: m.From, generation: desc.Generation}
 }

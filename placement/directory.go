@@ -8,6 +8,7 @@ import (
 	"github.com/google/btree"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+	replica "github.com/raftrix/raftrixdb/range"
 )
 
 // Entry is what the directory knows of one range.
@@ -127,25 +128,13 @@ func (d *Directory) SetLeader(rangeID, leader uint64) {
 
 // RemovedReplica reports whether the directory shows that nodeID's replica
 // of the range of desc (desc being what that replica holds) was removed
-// from the range, and returns its replica ID: the directory's descriptor is
-// newer, has allocated the ID (it is below next_replica_id) and does not
-// list it. Replica IDs are never reused, so a replica that a committed
-// descriptor has removed can never be a member again.
+// from the range (replica.ReplicaRemoved on the directory's newer
+// descriptor), and returns its replica ID.
 func (d *Directory) RemovedReplica(desc *pb.RangeDescriptor, nodeID uint64) (uint64, bool) {
-	var id uint64
-	for _, r := range desc.Replicas {
-		if r.NodeId == nodeID {
-			id = r.ReplicaId
-		}
-	}
+	id := replica.ReplicaIDOnNode(desc, nodeID)
 	e := d.byID[desc.RangeId]
-	if id == 0 || e == nil || e.Desc.Generation <= desc.Generation || id >= e.Desc.NextReplicaId {
+	if e == nil || e.Desc.Generation <= desc.Generation || !replica.ReplicaRemoved(e.Desc, id) {
 		return 0, false
-	}
-	for _, r := range e.Desc.Replicas {
-		if r.ReplicaId == id {
-			return 0, false
-		}
 	}
 	return id, true
 }

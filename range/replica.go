@@ -173,6 +173,14 @@ func ReplicaIDOnNode(desc *pb.RangeDescriptor, nodeID uint64) uint64 {
 	return 0
 }
 
+// ReplicaRemoved reports whether desc shows replicaID removed from the
+// range: desc has allocated the ID (it is below next_replica_id) and no
+// longer lists it. Replica IDs are never reused, so a replica that any
+// committed descriptor shows removed can never be a member again.
+func ReplicaRemoved(desc *pb.RangeDescriptor, replicaID uint64) bool {
+	return replicaID != 0 && replicaID < desc.NextReplicaId && NodeOfReplica(desc, replicaID) == 0
+}
+
 // NodeOfReplica returns the node that holds replicaID in desc, or 0.
 func NodeOfReplica(desc *pb.RangeDescriptor, replicaID uint64) uint64 {
 	for _, rd := range desc.Replicas {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -278,8 +277,9 @@ func (iv *invariants) sampleLeaders(ctx context.Context, id uint64) {
 // hashes at that index are compared. It returns ranges that did not converge.
 func (iv *invariants) converge(ctx context.Context) []string {
 	var lagging []string
+	var laggingIDs []uint64
 	for ctx.Err() == nil {
-		lagging = lagging[:0]
+		lagging, laggingIDs = lagging[:0], laggingIDs[:0]
 		applied := map[uint64]map[uint64]uint64{} // range -> node -> applied
 		replicas := map[uint64]int{}              // range -> replicas in its descriptor
 		for _, id := range iv.c.NodeIDs() {
@@ -310,6 +310,7 @@ func (iv *invariants) converge(ctx context.Context) []string {
 			}
 			if !same || len(byNode) < replicas[r] {
 				lagging = append(lagging, fmt.Sprintf("range %d applied %v", r, byNode))
+				laggingIDs = append(laggingIDs, r)
 			}
 		}
 		if len(lagging) == 0 {
@@ -323,13 +324,13 @@ func (iv *invariants) converge(ctx context.Context) []string {
 		}
 	}
 	iv.sample(context.Background())
-	return append(lagging, iv.describeRanges(lagging)...)
+	return append(lagging, iv.describeRanges(laggingIDs)...)
 }
 
 // describeRanges is the Raft state of every replica of the lagging ranges,
 // for the report: who leads, at which term, and what each replica has
 // committed and applied.
-func (iv *invariants) describeRanges(lagging []string) []string {
+func (iv *invariants) describeRanges(lagging []uint64) []string {
 	var out []string
 	for _, id := range iv.c.NodeIDs() {
 		var resp *pb.ListRangesResponse
@@ -339,8 +340,7 @@ func (iv *invariants) describeRanges(lagging []string) []string {
 			resp, _ = iv.c.Admin(id).ListRanges(ctx, &pb.ListRangesRequest{})
 		})
 		for _, ri := range resp.GetRanges() {
-			prefix := fmt.Sprintf("range %d applied", ri.Descriptor_.RangeId)
-			if !slices.ContainsFunc(lagging, func(l string) bool { return strings.HasPrefix(l, prefix) }) {
+			if !slices.Contains(lagging, ri.Descriptor_.RangeId) {
 				continue
 			}
 			out = append(out, fmt.Sprintf("node %d range %d: %s term %d leader %d commit %d applied %d quiesced %v config %s descriptor %v",
