@@ -16,7 +16,10 @@
 # clusters if they differ, to compare range counts with one binary);
 # BENCH_A, BENCH_B (the raftrix binary whose bench tool loads A's and B's
 # clusters, default BIN_B for both, so that only the servers differ; set
-# them to compare bench tools, e.g. drivers, against one server binary).
+# them to compare bench tools, e.g. drivers, against one server binary);
+# START_A, START_B (extra `raftrix start` flags of A's and B's nodes, to
+# compare settings with one binary, e.g. START_B="--workers 1").
+# After each run every node's /metrics is saved as OUT/<label>-<round>-nN.metrics.
 set -euo pipefail
 
 ROUNDS=2
@@ -52,12 +55,12 @@ trap stop_cluster EXIT INT TERM
 run() { # label binary round
 	local label=$1 bin=$2 round=$3
 	shift 3
-	local ranges=${RANGES:-64}
-	[ "$label" = B ] && ranges=${RANGES_B:-$ranges}
+	local ranges=${RANGES:-64} extra=${START_A:-}
+	[ "$label" = B ] && ranges=${RANGES_B:-$ranges} && extra=${START_B:-}
 	WORK=$(mktemp -d /tmp/raftrix-ab.XXXXXX)
 	for i in 1 2 3; do
-		"$bin" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges "$ranges" --insecure \
-			--log-level warn 2>"$OUT/$label-$round-n$i.log" &
+		"$bin" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges "$ranges" --insecure $extra \
+			--http-addr 127.0.0.1:$((PORT + 1000 + i - 1)) --log-level warn 2>"$OUT/$label-$round-n$i.log" &
 		pids+=($!)
 	done
 	until [ "$("$bin" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge $((ranges + 1)) ]; do
@@ -71,6 +74,9 @@ run() { # label binary round
 	fi
 	"$bench" bench "$@" --endpoints "$EPS" "${cpu[@]}" --warmup 2s --duration 10s \
 		--json "$OUT/$label-$round.json" >"$OUT/$label-$round.txt" 2>&1
+	for i in 1 2 3; do
+		curl -s "http://127.0.0.1:$((PORT + 1000 + i - 1))/metrics" >"$OUT/$label-$round-n$i.metrics" || true
+	done
 	stop_cluster
 	python3 - "$OUT/$label-$round.json" "$label" "$round" <<'EOF'
 import json, sys
