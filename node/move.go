@@ -287,6 +287,9 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
+	// The deleted keys may be cached; a later replica of them arrives by
+	// snapshot, which clears the cache too, but the memory is freed now.
+	n.records.Clear()
 	n.sched.forget(rangeID)
 	n.logger.Info("destroyed replica", "range", rangeID, "replica", replicaID)
 	return nil

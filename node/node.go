@@ -33,6 +33,7 @@ type Node struct {
 	id      uint64
 	logger  *slog.Logger
 	db      *pebble.DB
+	records *replica.RecordCache
 	hlc     *hlc.HLC
 	metrics *metrics
 	sched   *scheduler
@@ -116,6 +117,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("open engine in %s: %w", cfg.DataDir, err)
 	}
 	n.db = db
+	n.records = replica.NewRecordCache(cfg.RecordCacheBytes)
 	n.sched = newScheduler(cfg.Workers, n.processRanges)
 	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "raftrix_ranges_ticking",
@@ -266,6 +268,7 @@ func (n *Node) addReplica(st *replica.Storage) error {
 	r, err := replica.New(replica.Config{
 		NodeID:    n.id,
 		DB:        n.db,
+		Records:   n.records,
 		Logger:    n.logger,
 		Notify:    func() { n.sched.enqueue(rangeID, flagReady) },
 		OnSplit:   n.onSplit,

@@ -35,6 +35,7 @@ type Result struct {
 // deterministic: its only inputs are the command, the batch and lastRevision.
 type stateMachine struct {
 	b            *pebble.Batch
+	records      *RecordCache // may be nil
 	desc         *pb.RangeDescriptor
 	lastRevision int64
 	// splits are the right-hand ranges created by this batch.
@@ -107,7 +108,7 @@ func (sm *stateMachine) unlocked(key []byte) (*pb.ValueRecord, *pb.KeyValue, err
 	if err := sm.checkSpan(key); err != nil {
 		return nil, nil, err
 	}
-	rec, err := readValueRecord(sm.b, key)
+	rec, err := sm.readRecord(key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -128,7 +129,7 @@ func (sm *stateMachine) delete(req *pb.DeleteRequest, proposed int64) Result {
 	if prev == nil {
 		return Result{}
 	}
-	if err := sm.b.Delete(UserKey(req.Key), nil); err != nil {
+	if err := sm.deleteRecord(req.Key); err != nil {
 		return Result{Err: err}
 	}
 	sm.lastRevision = sm.nextRevision(proposed)
@@ -146,6 +147,47 @@ func checkModRevision(prev *pb.KeyValue, expected *int64) error {
 	if cur != *expected {
 		return &CompareFailedError{Reason: fmt.Sprintf("mod revision is %d, expected %d", cur, *expected)}
 	}
+	return nil
+}
+
+// readRecord reads a user key's record for a command being applied: from
+// the node's record cache, else from the batch (and then caches it). The
+// record is shared with the cache: the caller must not modify it.
+func (sm *stateMachine) readRecord(key []byte) (*pb.ValueRecord, error) {
+	if rec, ok := sm.records.Get(key); ok {
+		if rec == nil {
+			return &pb.ValueRecord{}, nil
+		}
+		return rec, nil
+	}
+	rec, err := readValueRecord(sm.b, key)
+	if err != nil {
+		return nil, err
+	}
+	if rec.ModRevision == 0 && rec.Intent == nil {
+		sm.records.Put(key, nil)
+	} else {
+		sm.records.Put(key, rec)
+	}
+	return rec, nil
+}
+
+// putRecord writes a user key's record into the batch and the record cache.
+func (sm *stateMachine) putRecord(key []byte, rec *pb.ValueRecord) error {
+	if err := putProto(sm.b, UserKey(key), rec); err != nil {
+		return err
+	}
+	sm.records.Put(key, rec)
+	return nil
+}
+
+// deleteRecord deletes a user key's record from the batch and the record
+// cache.
+func (sm *stateMachine) deleteRecord(key []byte) error {
+	if err := sm.b.Delete(UserKey(key), nil); err != nil {
+		return err
+	}
+	sm.records.Put(key, nil)
 	return nil
 }
 

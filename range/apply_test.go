@@ -29,20 +29,45 @@ import (
 //	    result and the range's last revision.
 //	get k=<key>
 //	dump                    every user key in the engine with its record
+//
+// Every file runs twice: without a record cache and with a small one (so
+// that it rotates), which must not change any result; after each batch the
+// cache must agree with the engine.
 func TestApply(t *testing.T) {
-	datadriven.Walk(t, "testdata/apply", func(t *testing.T, path string) {
-		env := &applyEnv{}
-		t.Cleanup(env.close)
-		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
-			return env.handle(t, d)
+	forEachRecordCache(t, func(t *testing.T, cacheBytes int64) {
+		datadriven.Walk(t, "testdata/apply", func(t *testing.T, path string) {
+			env := &applyEnv{cacheBytes: cacheBytes}
+			t.Cleanup(env.close)
+			datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+				return env.handle(t, d)
+			})
 		})
 	})
 }
 
+// forEachRecordCache runs f without a record cache and with a 2 KiB one.
+func forEachRecordCache(t *testing.T, f func(t *testing.T, cacheBytes int64)) {
+	for _, n := range []int64{0, 2 << 10} {
+		t.Run(fmt.Sprintf("record-cache=%d", n), func(t *testing.T) { f(t, n) })
+	}
+}
+
 type applyEnv struct {
 	db           *pebble.DB
+	cacheBytes   int64
+	recordCache  *RecordCache
 	desc         *pb.RangeDescriptor
 	lastRevision int64
+}
+
+// commit commits a batch the state machine applied and checks that every
+// record the cache holds is what the engine holds.
+func (e *applyEnv) commit(t *testing.T, b *pebble.Batch) {
+	t.Helper()
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	checkRecordCache(t, e.db, e.recordCache)
 }
 
 func (e *applyEnv) close() {
@@ -62,6 +87,7 @@ func (e *applyEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		d.MaybeScanArgs(t, "start", &start)
 		d.MaybeScanArgs(t, "end", &end)
 		e.db = openTestDB(t, vfs.NewMem())
+		e.recordCache = NewRecordCache(e.cacheBytes)
 		e.desc = testDescriptor(1, start, end)
 		e.lastRevision = 0
 		return fmt.Sprintf("range 1 [%q, %q)", e.desc.StartKey, e.desc.EndKey)
@@ -86,7 +112,7 @@ func (e *applyEnv) handle(t *testing.T, d *datadriven.TestData) string {
 func (e *applyEnv) cmdApply(t *testing.T, d *datadriven.TestData) string {
 	b := e.db.NewIndexedBatch()
 	defer b.Close()
-	sm := &stateMachine{b: b, desc: e.desc, lastRevision: e.lastRevision}
+	sm := &stateMachine{b: b, records: e.recordCache, desc: e.desc, lastRevision: e.lastRevision}
 	var out strings.Builder
 	for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
 		cmd := parseApplyOp(t, d, line)
@@ -103,9 +129,7 @@ func (e *applyEnv) cmdApply(t *testing.T, d *datadriven.TestData) string {
 		res := sm.apply(logged)
 		fmt.Fprintf(&out, "%s\n  %s\n", line, formatResult(res))
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
+	e.commit(t, b)
 	e.lastRevision = sm.lastRevision
 	fmt.Fprintf(&out, "last-revision=%d", e.lastRevision)
 	return out.String()

@@ -164,7 +164,7 @@ func (sm *stateMachine) lockedValues(keys [][]byte, txnID []byte) (map[string]*p
 		if err := sm.checkSpan(k); err != nil {
 			return nil, nil, nil, err
 		}
-		rec, err := readValueRecord(sm.b, k)
+		rec, err := sm.readRecord(k)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -220,14 +220,14 @@ func (sm *stateMachine) onePC(txn *pb.TxnRequest, proposed int64) Result {
 // It returns the record written (nil for a delete).
 func (sm *stateMachine) writeCommitted(key []byte, rec *pb.ValueRecord, w *pb.TxnWrite, rev int64) (*pb.ValueRecord, error) {
 	if w.Delete {
-		return nil, sm.b.Delete(UserKey(key), nil)
+		return nil, sm.deleteRecord(key)
 	}
 	next := &pb.ValueRecord{Value: w.Value, CreateRevision: rev, ModRevision: rev, Version: 1}
 	if rec.ModRevision != 0 {
 		next.CreateRevision = rec.CreateRevision
 		next.Version = rec.Version + 1
 	}
-	return next, putProto(sm.b, UserKey(key), next)
+	return next, sm.putRecord(key, next)
 }
 
 // prepare locks this range's keys of a transaction and evaluates its compares
@@ -290,7 +290,7 @@ func (sm *stateMachine) prepare(p *pb.TxnPrepare) Result {
 			Priority:   p.Priority,
 			Timestamp:  p.Heartbeat,
 		}
-		if err := putProto(sm.b, UserKey(k), rec); err != nil {
+		if err := sm.putRecord(k, rec); err != nil {
 			return Result{Err: err}
 		}
 	}
@@ -392,7 +392,7 @@ func (sm *stateMachine) resolve(r *pb.ResolveIntents) Result {
 		if err := sm.checkSpan(k); err != nil {
 			return Result{Err: err}
 		}
-		rec, err := readValueRecord(sm.b, k)
+		rec, err := sm.readRecord(k)
 		if err != nil {
 			return Result{Err: err}
 		}
@@ -406,15 +406,17 @@ func (sm *stateMachine) resolve(r *pb.ResolveIntents) Result {
 				w = rec.Intent.OnSuccess
 			}
 		}
-		rec.Intent = nil
 		switch {
 		case w != nil:
 			_, err = sm.writeCommitted(k, rec, w, r.Record.CommitRevision)
 			sm.lastRevision = max(sm.lastRevision, r.Record.CommitRevision)
 		case rec.ModRevision == 0:
-			err = sm.b.Delete(UserKey(k), nil)
+			err = sm.deleteRecord(k)
 		default:
-			err = putProto(sm.b, UserKey(k), rec)
+			// The committed value without the intent (rec is shared with
+			// the record cache, so it is copied, not changed).
+			err = sm.putRecord(k, &pb.ValueRecord{Value: rec.Value, CreateRevision: rec.CreateRevision,
+				ModRevision: rec.ModRevision, Version: rec.Version})
 		}
 		if err != nil {
 			return Result{Err: err}

@@ -46,12 +46,16 @@ import (
 //	records [start=<key>] [end=<key>]
 //	    the records in TxnRecordSpan(start, end), by default the span of the
 //	    current descriptor.
+//
+// Like TestApply, every file runs without and with a record cache.
 func TestApplyTxn(t *testing.T) {
-	datadriven.Walk(t, "testdata/txn", func(t *testing.T, path string) {
-		env := &txnEnv{}
-		t.Cleanup(env.close)
-		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
-			return env.handle(t, d)
+	forEachRecordCache(t, func(t *testing.T, cacheBytes int64) {
+		datadriven.Walk(t, "testdata/txn", func(t *testing.T, path string) {
+			env := &txnEnv{applyEnv{cacheBytes: cacheBytes}}
+			t.Cleanup(env.close)
+			datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+				return env.handle(t, d)
+			})
 		})
 	})
 }
@@ -200,11 +204,9 @@ func (e *txnEnv) run(t *testing.T, cmd *pb.RaftCommand) string {
 	}
 	b := e.db.NewIndexedBatch()
 	defer b.Close()
-	sm := &stateMachine{b: b, desc: e.desc, lastRevision: e.lastRevision}
+	sm := &stateMachine{b: b, records: e.recordCache, desc: e.desc, lastRevision: e.lastRevision}
 	res := sm.apply(logged)
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
+	e.commit(t, b)
 	out := formatTxnResult(res)
 	if sm.lastRevision != e.lastRevision {
 		out += fmt.Sprintf("\nlast-revision=%d", sm.lastRevision)

@@ -19,6 +19,15 @@ func (r *Replica) Get(key []byte) (*pb.KeyValue, *pb.Intent, error) {
 	if desc := r.Descriptor(); !ContainsKey(desc, key) {
 		return nil, nil, &KeyOutOfRangeError{RangeID: r.rangeID, Key: key}
 	}
+	// The record cache answers without a Pebble read; it never lags the
+	// engine (see RecordCache). What is read from Pebble is not cached: it
+	// could be older than a record applied meanwhile.
+	if rec, ok := r.cfg.Records.Get(key); ok {
+		if rec == nil {
+			return nil, nil, nil
+		}
+		return committedKV(key, rec), rec.Intent, nil
+	}
 	rec, err := readValueRecord(r.cfg.DB, key)
 	if err != nil {
 		return nil, nil, err

@@ -20,6 +20,9 @@ type Config struct {
 	NodeID uint64
 	DB     *pebble.DB
 	Logger *slog.Logger
+	// Records is the node's record cache (nil: none). Every replica of a
+	// node that shares DB must share it too (see RecordCache).
+	Records *RecordCache
 	// Notify is called (without locks held) whenever the replica may have a
 	// new Ready, so the node's scheduler processes it.
 	Notify func()

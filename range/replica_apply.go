@@ -51,7 +51,7 @@ func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, erro
 		return s, nil
 	}
 	applied := proto.Clone(r.storage.Applied()).(*pb.AppliedState)
-	sm := &stateMachine{b: b, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
+	sm := &stateMachine{b: b, records: r.cfg.Records, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
 	for i := range rd.CommittedEntries {
 		e := &rd.CommittedEntries[i]
 		if e.Index <= applied.Index {

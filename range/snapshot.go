@@ -150,6 +150,10 @@ func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
 	if in == nil {
 		return fmt.Errorf("range %d: raft applied snapshot %d with no data received", r.rangeID, snap.Metadata.Index)
 	}
+	// The snapshot replaces the range's user data, which the record cache
+	// may hold; nothing else of this range is applied before the batch
+	// commits.
+	r.cfg.Records.Clear()
 	old := r.storage.Descriptor()
 	for _, d := range []*pb.RangeDescriptor{old, in.data.Descriptor_} {
 		for _, span := range rangeSpans(d.StartKey, d.EndKey) {

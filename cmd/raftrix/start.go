@@ -17,26 +17,27 @@ import (
 
 // startFlags are the flags of "raftrix start".
 type startFlags struct {
-	id           uint64
-	listen       string
-	httpAddr     string
-	security     securityFlags
-	dataDir      string
-	peers        string
-	join         string
-	ranges       int
-	splitKeys    []string
-	tick         time.Duration
-	maxKeySize   int
-	maxValueSize int
-	maxTxnOps    int
-	maxTxnBytes  int
-	maxRequest   int
-	deadTimeout  time.Duration
-	maxRangeSize int64
-	cacheBytes   int64
-	splitLoad    float64
-	log          logFlags
+	id               uint64
+	listen           string
+	httpAddr         string
+	security         securityFlags
+	dataDir          string
+	peers            string
+	join             string
+	ranges           int
+	splitKeys        []string
+	tick             time.Duration
+	maxKeySize       int
+	maxValueSize     int
+	maxTxnOps        int
+	maxTxnBytes      int
+	maxRequest       int
+	deadTimeout      time.Duration
+	maxRangeSize     int64
+	cacheBytes       int64
+	recordCacheBytes int64
+	splitLoad        float64
+	log              logFlags
 }
 
 func newStartCmd() *cobra.Command {
@@ -86,6 +87,7 @@ Exactly one of --certs-dir (mutual TLS on the client and peer planes) and
 	fs.DurationVar(&f.deadTimeout, "dead-timeout", 5*time.Minute, "how long a node may be silent before its replicas are re-created elsewhere")
 	fs.Int64Var(&f.maxRangeSize, "max-range-size", 64<<20, "split a range that grows past this many bytes")
 	fs.Int64Var(&f.cacheBytes, "cache-size", 256<<20, "bytes of the storage engine's block cache")
+	fs.Int64Var(&f.recordCacheBytes, "record-cache-size", 64<<20, "bytes of recently written and read values kept in memory")
 	fs.Float64Var(&f.splitLoad, "split-writes-per-second", 5000, "split a range whose leader applies more writes per second (0: never)")
 	f.log.register(fs, "info")
 	cmd.MarkFlagsMutuallyExclusive("ranges", "split-keys")
@@ -163,6 +165,8 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 		return node.Config{}, usagef("--dead-timeout must be positive, got %v", f.deadTimeout)
 	case f.cacheBytes <= 0:
 		return node.Config{}, usagef("--cache-size must be positive, got %d", f.cacheBytes)
+	case f.recordCacheBytes <= 0:
+		return node.Config{}, usagef("--record-cache-size must be positive, got %d", f.recordCacheBytes)
 	case f.maxRangeSize <= 0:
 		return node.Config{}, usagef("--max-range-size must be positive, got %d", f.maxRangeSize)
 	case f.splitLoad < 0:
@@ -192,6 +196,7 @@ func (f *startFlags) nodeConfig() (node.Config, error) {
 		DeadTimeout:          f.deadTimeout,
 		MaxRangeBytes:        f.maxRangeSize,
 		CacheBytes:           f.cacheBytes,
+		RecordCacheBytes:     f.recordCacheBytes,
 		SplitWritesPerSecond: splitLoad,
 	}, nil
 }

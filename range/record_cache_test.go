@@ -1,0 +1,174 @@
+package replica
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// checkRecordCache fails the test if the cache holds a record of a key that
+// differs from the engine's (a missing key must be cached as nil).
+func checkRecordCache(t *testing.T, db *pebble.DB, c *RecordCache) {
+	t.Helper()
+	if c == nil {
+		return
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for _, m := range []map[string]*pb.ValueRecord{s.cur, s.prev} {
+			for k, cached := range m {
+				stored, err := readValueRecord(db, []byte(k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cached == nil {
+					cached = &pb.ValueRecord{}
+				}
+				if !proto.Equal(cached, stored) {
+					t.Errorf("record cache of %q: %v, engine: %v", k, cached, stored)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+func TestRecordCache(t *testing.T) {
+	var none *RecordCache
+	none.Put([]byte("a"), &pb.ValueRecord{ModRevision: 1})
+	if _, ok := none.Get([]byte("a")); ok {
+		t.Fatal("a nil cache returned a record")
+	}
+	if NewRecordCache(0) != nil {
+		t.Fatal("a cache of 0 bytes is not nil")
+	}
+
+	c := NewRecordCache(1 << 20)
+	if _, ok := c.Get([]byte("a")); ok {
+		t.Fatal("an empty cache knows a")
+	}
+	rec := &pb.ValueRecord{Value: []byte("v"), ModRevision: 3}
+	c.Put([]byte("a"), rec)
+	c.Put([]byte("gone"), nil)
+	if got, ok := c.Get([]byte("a")); !ok || got != rec {
+		t.Fatalf("Get(a) = %v, %v; want the record put", got, ok)
+	}
+	if got, ok := c.Get([]byte("gone")); !ok || got != nil {
+		t.Fatalf("Get(gone) = %v, %v; want a known absent key", got, ok)
+	}
+	c.Clear()
+	if _, ok := c.Get([]byte("a")); ok {
+		t.Fatal("Clear kept a")
+	}
+}
+
+// TestRecordCacheStaysWithinBudget fills a small cache with many more
+// records than fit: it must stay within its budget and keep a key that is
+// used all along.
+func TestRecordCacheStaysWithinBudget(t *testing.T) {
+	const budget = 64 << 10
+	c := NewRecordCache(budget)
+	hot := []byte("hot")
+	c.Put(hot, &pb.ValueRecord{ModRevision: 1})
+	value := make([]byte, 100)
+	for i := range 10000 {
+		c.Put(fmt.Appendf(nil, "k%05d", i), &pb.ValueRecord{Value: value, ModRevision: int64(i + 1)})
+		if _, ok := c.Get(hot); !ok {
+			t.Fatalf("lost the hot key after %d puts", i)
+		}
+	}
+	var bytes int64
+	for i := range c.shards {
+		s := &c.shards[i]
+		for _, m := range []map[string]*pb.ValueRecord{s.cur, s.prev} {
+			for k, r := range m {
+				bytes += recordSize(k, r)
+			}
+		}
+	}
+	if bytes > budget {
+		t.Fatalf("cache holds %d bytes, budget %d", bytes, budget)
+	}
+	if bytes < budget/4 {
+		t.Fatalf("cache holds only %d bytes of a %d budget", bytes, budget)
+	}
+}
+
+// TestRecordCacheMatchesEngine applies random puts, deletes, one-range
+// transactions and prepared-then-resolved transactions over a few keys
+// through a state machine with a tiny record cache, in batches as the node
+// does, and checks after every batch that the cache agrees with the engine
+// and that the results match a state machine without a cache.
+func TestRecordCacheMatchesEngine(t *testing.T) {
+	desc := testDescriptor(1, "", "")
+	withCache := openTestDB(t, vfs.NewMem())
+	withoutCache := openTestDB(t, vfs.NewMem())
+	records := NewRecordCache(1 << 10)
+	var revWith, revWithout int64
+	rng := rand.New(rand.NewPCG(1, 2))
+	key := func() []byte { return fmt.Appendf(nil, "k%d", rng.IntN(12)) }
+	rev := int64(0)
+	for batch := range 300 {
+		var cmds []*pb.RaftCommand
+		for range 1 + rng.IntN(4) {
+			rev++
+			switch op := rng.IntN(10); {
+			case op < 5:
+				cmds = append(cmds, &pb.RaftCommand{Revision: rev, Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{
+					Key: key(), Value: fmt.Appendf(nil, "v%d", rev)}}})
+			case op < 7:
+				cmds = append(cmds, &pb.RaftCommand{Revision: rev, Op: &pb.RaftCommand_Delete{Delete: &pb.DeleteRequest{Key: key()}}})
+			case op < 8:
+				a, b := key(), key()
+				cmds = append(cmds, &pb.RaftCommand{Revision: rev, Op: &pb.RaftCommand_Txn{Txn: &pb.TxnOnePC{Txn: &pb.TxnRequest{
+					Compare: []*pb.Compare{{Key: a, Target: pb.Compare_VERSION, Result: pb.Compare_GREATER, Version: 0}},
+					Success: []*pb.RequestOp{{Request: &pb.RequestOp_Put{Put: &pb.PutRequest{Key: b, Value: []byte("t")}}}},
+					Failure: []*pb.RequestOp{{Request: &pb.RequestOp_Delete{Delete: &pb.DeleteRequest{Key: b}}}},
+				}}}})
+			default:
+				// Lock a key with an intent and resolve it at once, committed
+				// or aborted.
+				k, txnID := key(), fmt.Appendf(nil, "txn%d", rev)
+				cmds = append(cmds, &pb.RaftCommand{Op: &pb.RaftCommand_Prepare{Prepare: &pb.TxnPrepare{
+					TxnId: txnID, PrimaryKey: k, Heartbeat: rev,
+					Success: []*pb.IndexedOp{{Op: &pb.RequestOp{Request: &pb.RequestOp_Put{Put: &pb.PutRequest{Key: k, Value: []byte("x")}}}}},
+				}}})
+				status := pb.TxnRecord_ABORTED
+				if rng.IntN(2) == 0 {
+					status = pb.TxnRecord_COMMITTED
+				}
+				cmds = append(cmds, &pb.RaftCommand{Op: &pb.RaftCommand_Resolve{Resolve: &pb.ResolveIntents{
+					TxnId: txnID, PrimaryKey: k, Keys: [][]byte{k},
+					Record: &pb.TxnRecord{TxnId: txnID, Status: status, Succeeded: true, CommitRevision: rev},
+				}}})
+			}
+		}
+		apply := func(db *pebble.DB, records *RecordCache, lastRevision *int64) []string {
+			b := db.NewIndexedBatch()
+			defer b.Close()
+			sm := &stateMachine{b: b, records: records, desc: desc, lastRevision: *lastRevision}
+			var out []string
+			for _, cmd := range cmds {
+				out = append(out, formatTxnResult(sm.apply(cmd)))
+			}
+			if err := b.Commit(pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			*lastRevision = sm.lastRevision
+			return out
+		}
+		got := apply(withCache, records, &revWith)
+		want := apply(withoutCache, nil, &revWithout)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("batch %d: with the cache %v, without %v", batch, got, want)
+		}
+		checkRecordCache(t, withCache, records)
+	}
+}
