@@ -9,10 +9,11 @@ import (
 //
 // Pebble's defaults suit an embedded store with little memory; a node's
 // engine serves every replica's apply, which reads each written key's
-// previous record (for its create revision and version), and every
-// linearizable read. With the default 8 MiB block cache, a put-heavy run
-// over 100,000 keys spent a quarter of a node's CPU in read system calls
-// re-reading index and data blocks (scripts/profile.sh, BENCHMARKS.md).
+// previous record (for its create revision and version) when the record
+// cache does not have it, and every linearizable read. With the default
+// 8 MiB block cache, a put-heavy run over 100,000 keys spent a quarter of a
+// node's CPU in read system calls re-reading index and data blocks
+// (scripts/profile.sh, BENCHMARKS.md).
 func (n *Node) engineOptions() *pebble.Options {
 	opts := &pebble.Options{
 		FS:        n.cfg.FS,

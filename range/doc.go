@@ -29,4 +29,10 @@
 //   - A follower behind the truncation point receives a snapshot: a
 //     consistent Pebble snapshot of the range's user span, streamed in chunks
 //     by the node and installed atomically with the Raft state.
+//   - The node's RecordCache never lags the engine: every write to a user key
+//     goes through the state machine, which updates it, and a snapshot clears
+//     it. It is what apply reads first ("the engine" above includes it).
+//   - A leader does not send followers empty appends that only carry a new
+//     commit index (commit_notice.go); they learn it with the next append or
+//     heartbeat.
 package replica
