@@ -17,6 +17,7 @@
 # BENCH_A, BENCH_B (the raftrix binary whose bench tool loads A's and B's
 # clusters, default BIN_B for both, so that only the servers differ; set
 # them to compare bench tools, e.g. drivers, against one server binary);
+# DURATION (measured time of each run, default 10s);
 # START_A, START_B (extra `raftrix start` flags of A's and B's nodes, to
 # compare settings with one binary, e.g. START_B="--workers 1").
 # After each run every node's /metrics is saved as OUT/<label>-<round>-nN.metrics.
@@ -72,7 +73,7 @@ run() { # label binary round
 	if "$bench" bench kv --help 2>/dev/null | grep -q -- --cpu-pids; then
 		cpu=(--cpu-pids "$(IFS=,; echo "${pids[*]}")")
 	fi
-	"$bench" bench "$@" --endpoints "$EPS" "${cpu[@]}" --warmup 2s --duration 10s \
+	"$bench" bench "$@" --endpoints "$EPS" "${cpu[@]}" --warmup 2s --duration "${DURATION:-10s}" \
 		--json "$OUT/$label-$round.json" >"$OUT/$label-$round.txt" 2>&1
 	for i in 1 2 3; do
 		curl -s "http://127.0.0.1:$((PORT + 1000 + i - 1))/metrics" >"$OUT/$label-$round-n$i.metrics" || true
