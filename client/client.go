@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -324,26 +323,8 @@ func (db *DB) Commit(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 
 // txnRouteKey returns the smallest key of req, or nil if it has none.
 func txnRouteKey(req *pb.TxnRequest) []byte {
-	var min []byte
-	add := func(k []byte) {
-		if k != nil && (min == nil || bytes.Compare(k, min) < 0) {
-			min = k
-		}
+	if keys := pb.TxnKeys(req.Compare, req.Success, req.Failure); len(keys) > 0 {
+		return keys[0]
 	}
-	for _, c := range req.Compare {
-		add(c.Key)
-	}
-	for _, ops := range [][]*pb.RequestOp{req.Success, req.Failure} {
-		for _, op := range ops {
-			switch {
-			case op.GetGet() != nil:
-				add(op.GetGet().Key)
-			case op.GetPut() != nil:
-				add(op.GetPut().Key)
-			case op.GetDelete() != nil:
-				add(op.GetDelete().Key)
-			}
-		}
-	}
-	return min
+	return nil
 }

@@ -18,14 +18,14 @@ func (s *kvServer) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse
 	if err := n.cfg.Limits.validateTxn(req); err != nil {
 		return nil, n.toStatus(err)
 	}
-	for _, k := range replica.TxnKeys(req.Compare, req.Success, req.Failure) {
+	for _, k := range pb.TxnKeys(req.Compare, req.Success, req.Failure) {
 		if err := s.checkKeyAllowed(ctx, k); err != nil {
 			return nil, n.toStatus(err)
 		}
 	}
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	keys := replica.TxnKeys(req.Compare, req.Success, req.Failure)
+	keys := pb.TxnKeys(req.Compare, req.Success, req.Failure)
 	for _, k := range keys {
 		if n.replicaForKey(k) == nil {
 			if isForwarded(ctx) {

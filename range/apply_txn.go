@@ -2,7 +2,6 @@ package replica
 
 import (
 	"bytes"
-	"sort"
 
 	"google.golang.org/protobuf/proto"
 
@@ -18,41 +17,6 @@ import (
 // prepare: the participant cannot know it yet, and the coordinator replaces
 // it once it has chosen the revision.
 const PendingRevision int64 = -1
-
-// TxnKeys returns the distinct keys a transaction touches, sorted.
-func TxnKeys(compares []*pb.Compare, branches ...[]*pb.RequestOp) [][]byte {
-	seen := map[string]bool{}
-	var keys [][]byte
-	add := func(k []byte) {
-		if !seen[string(k)] {
-			seen[string(k)] = true
-			keys = append(keys, k)
-		}
-	}
-	for _, c := range compares {
-		add(c.Key)
-	}
-	for _, ops := range branches {
-		for _, op := range ops {
-			add(OpKey(op))
-		}
-	}
-	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i], keys[j]) < 0 })
-	return keys
-}
-
-// OpKey returns the key an operation touches.
-func OpKey(op *pb.RequestOp) []byte {
-	switch r := op.Request.(type) {
-	case *pb.RequestOp_Get:
-		return r.Get.Key
-	case *pb.RequestOp_Put:
-		return r.Put.Key
-	case *pb.RequestOp_Delete:
-		return r.Delete.Key
-	}
-	return nil
-}
 
 // EvalCompare evaluates one compare against a key's committed value (nil if
 // absent).
@@ -179,7 +143,7 @@ func (sm *stateMachine) lockedValues(keys [][]byte, txnID []byte) (map[string]*p
 
 // onePC applies a transaction whose keys all lie in this range.
 func (sm *stateMachine) onePC(txn *pb.TxnRequest, proposed int64) Result {
-	keys := TxnKeys(txn.Compare, txn.Success, txn.Failure)
+	keys := pb.TxnKeys(txn.Compare, txn.Success, txn.Failure)
 	vals, recs, conflict, err := sm.lockedValues(keys, nil)
 	if err != nil {
 		return Result{Err: err}
@@ -240,7 +204,7 @@ func (sm *stateMachine) prepare(p *pb.TxnPrepare) Result {
 	for _, o := range p.Failure {
 		failure = append(failure, o.Op)
 	}
-	keys := TxnKeys(p.Compare, success, failure)
+	keys := pb.TxnKeys(p.Compare, success, failure)
 	vals, recs, conflict, err := sm.lockedValues(keys, p.TxnId)
 	if err != nil {
 		return Result{Err: err}

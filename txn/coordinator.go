@@ -86,7 +86,7 @@ type participant struct {
 
 // Run executes a transaction atomically and returns its outcome.
 func (c *Coordinator) Run(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
-	keys := replica.TxnKeys(req.Compare, req.Success, req.Failure)
+	keys := pb.TxnKeys(req.Compare, req.Success, req.Failure)
 	if len(keys) == 0 {
 		return &pb.TxnResponse{Succeeded: true}, nil
 	}
@@ -144,11 +144,11 @@ func (c *Coordinator) split(req *pb.TxnRequest, keys [][]byte) ([]*participant, 
 		p.prepare.Compare = append(p.prepare.Compare, cmp)
 	}
 	for i, op := range req.Success {
-		p, _ := get(replica.OpKey(op))
+		p, _ := get(pb.OpKey(op))
 		p.prepare.Success = append(p.prepare.Success, &pb.IndexedOp{Index: int32(i), Op: op})
 	}
 	for i, op := range req.Failure {
-		p, _ := get(replica.OpKey(op))
+		p, _ := get(pb.OpKey(op))
 		p.prepare.Failure = append(p.prepare.Failure, &pb.IndexedOp{Index: int32(i), Op: op})
 	}
 	return order, nil
