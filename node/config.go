@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"go.etcd.io/raft/v3/raftpb"
 	"log/slog"
 	"net"
 	"runtime"
@@ -34,6 +35,9 @@ type Config struct {
 	// Dialer, if set, opens connections to peers. Fault-injection tests use
 	// it to cut, delay or drop traffic between nodes.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// Knobs change the node's behaviour in tests; production leaves them
+	// zero.
+	Knobs TestingKnobs
 	// HTTPAddr, or HTTPListener, enables the HTTP endpoint (/metrics,
 	// /healthz, /readyz, /debug/pprof/; see http.go). Neither: no endpoint.
 	HTTPAddr     string
@@ -105,6 +109,14 @@ type Config struct {
 	// be a prometheus.Gatherer (a *prometheus.Registry is).
 	Gatherer prometheus.Gatherer
 	Clock    hlc.Clock
+}
+
+// TestingKnobs let a test take one of several repair paths away, to show
+// that the other one works on its own.
+type TestingKnobs struct {
+	// DropRaftMessage, if set, is asked about every Raft message the node
+	// is about to send (snapshots excepted); true drops it.
+	DropRaftMessage func(rangeID uint64, m raftpb.Message) bool
 }
 
 // Limits bound what a request may carry. Breaches are InvalidArgument.

@@ -179,6 +179,9 @@ func (t *transport) sendMessages(r *replica.Replica, msgs []raftpb.Message) {
 			t.sendSnapshot(r, toNode, m)
 			continue
 		}
+		if drop := t.n.cfg.Knobs.DropRaftMessage; drop != nil && drop(r.RangeID(), m) {
+			continue
+		}
 		data, err := m.Marshal()
 		if err != nil {
 			t.n.logger.Error("marshal raft message", "error", err)
@@ -200,6 +203,9 @@ func (t *transport) sendQuiesce(r *replica.Replica, msgs []raftpb.Message) {
 	desc := r.Descriptor()
 	for i := range msgs {
 		toNode := replica.NodeOfReplica(desc, msgs[i].To)
+		if drop := t.n.cfg.Knobs.DropRaftMessage; drop != nil && drop(r.RangeID(), msgs[i]) {
+			continue
+		}
 		data, err := msgs[i].Marshal()
 		if toNode == 0 || err != nil {
 			continue

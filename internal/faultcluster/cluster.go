@@ -48,6 +48,8 @@ type Options struct {
 	ManualPlacement   bool
 	// Logger receives the nodes' logs; nil discards them.
 	Logger *slog.Logger
+	// Knobs, if set, gives each node its testing knobs.
+	Knobs func(nodeID uint64) node.TestingKnobs
 }
 
 // dataDir is where each node's engine lives on its own filesystem.
@@ -146,6 +148,10 @@ func (c *Cluster) startLocked(m *member, lis net.Listener) (err error) {
 		}
 	}()
 	reg := prometheus.NewRegistry()
+	var knobs node.TestingKnobs
+	if c.opts.Knobs != nil {
+		knobs = c.opts.Knobs(m.id)
+	}
 	n, err := node.New(node.Config{
 		NodeID:               m.id,
 		DataDir:              dataDir,
@@ -153,6 +159,7 @@ func (c *Cluster) startLocked(m *member, lis net.Listener) (err error) {
 		Listener:             c.nw.wrapListener(m.id, lis),
 		Peers:                c.peers,
 		Dialer:               c.nw.Dialer(m.id),
+		Knobs:                knobs,
 		InitialRanges:        c.opts.InitialRanges,
 		TickInterval:         c.opts.TickInterval,
 		ElectionTicks:        c.opts.ElectionTicks,

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/raftrix/raftrixdb/node"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
@@ -195,14 +199,26 @@ func TestStopWaitsForRequests(t *testing.T) {
 // (node/removed_replica.go), or placement answering its node's range report
 // (placement.Directory.RemovedReplica). In the nemesis (seeds 72 and 92 of
 // a run of 4 histories at a time) such a replica stayed silent and only
-// placement could tell it; here it usually sends something after the heal,
-// so this test does not tell the two paths apart
-// (TestDirectoryRemovedReplica covers placement's part).
+// placement could tell it. The test runs twice: as it comes, and with the
+// old replica's Raft messages dropped from the heal on, so that only
+// placement can tell it.
 func TestQuiescedReplicaRemovedWhileCutOffIsDestroyed(t *testing.T) {
-	c := start(t, Options{Nodes: 4, InitialRanges: 1, ManualPlacement: true, HeartbeatInterval: 50 * time.Millisecond})
+	for _, silent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("silent=%v", silent), func(t *testing.T) { testRemovedWhileCutOff(t, silent) })
+	}
+}
+
+func testRemovedWhileCutOff(t *testing.T, silent bool) {
+	const rangeID = 1
+	var muted atomic.Uint64 // the node whose Raft messages of the range are dropped
+	knobs := func(nodeID uint64) node.TestingKnobs {
+		return node.TestingKnobs{DropRaftMessage: func(r uint64, _ raftpb.Message) bool {
+			return r == rangeID && muted.Load() == nodeID
+		}}
+	}
+	c := start(t, Options{Nodes: 4, InitialRanges: 1, ManualPlacement: true, HeartbeatInterval: 50 * time.Millisecond, Knobs: knobs})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const rangeID = 1
 	leaders, err := c.WaitLeaders(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +277,9 @@ func TestQuiescedReplicaRemovedWhileCutOffIsDestroyed(t *testing.T) {
 	}
 	if _, err := c.Admin(newLeader).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: rangeID, FromNode: old, ToNode: to}); err != nil {
 		t.Fatalf("move the cut-off replica from node %d to node %d: %v", old, to, err)
+	}
+	if silent {
+		muted.Store(old)
 	}
 	c.Network().Heal()
 	waitFor(fmt.Sprintf("node %d destroys its removed replica", old), func() bool {
