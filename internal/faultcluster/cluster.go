@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sort"
 	"sync"
@@ -105,9 +106,10 @@ func Start(opts Options) (*Cluster, error) {
 		retired: map[string]float64{},
 	}
 	listeners := map[uint64]net.Listener{}
+	host := loopbackHost()
 	for i := 1; i <= opts.Nodes; i++ {
 		id := uint64(i)
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
@@ -298,6 +300,12 @@ func (c *Cluster) Crash(id uint64) {
 
 // Restart starts a stopped node again on its filesystem and address.
 // Restarting a running node does nothing.
+//
+// A node listens again on its old address. Clusters run side by side (the
+// nemesis runs several histories at once), so each cluster has its own
+// loopback address (loopbackHost): on a shared 127.0.0.1, another cluster's
+// new listener could take a stopped node's port, and this cluster's nodes
+// would then talk to a node of another cluster.
 func (c *Cluster) Restart(id uint64) error {
 	m := c.nodes[id]
 	m.mu.Lock()
@@ -418,4 +426,10 @@ func (c *Cluster) RangeIDs() []uint64 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// loopbackHost picks a random address in 127.0.0.0/8 (Linux answers on all
+// of it) for one cluster's listeners.
+func loopbackHost() string {
+	return fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
 }
