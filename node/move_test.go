@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/raftrix/raftrixdb/internal/testcluster"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
@@ -211,3 +214,65 @@ func TestReplicaRemovedWhileDownIsDestroyed(t *testing.T) {
 		t.Fatalf("node %d lost its replica of range 2", down)
 	}
 }
+
+// TestReplicaRemovedBeforeStopIsDestroyedOnStart: a replica applied its own
+// removal and the node stopped before destroying it (the destroy runs after
+// the apply that reported it). On restart the node must destroy it, not
+// refuse to start.
+func TestReplicaRemovedBeforeStopIsDestroyedOnStart(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	leaders, err := c.WaitLeaders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := others([]uint64{1, 2, 3}, leaders[1])[0]
+	removed := c.Node(down).LocalReplica(1).ReplicaID()
+	c.Stop(down)
+	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: down, ToNode: 4}); err != nil {
+		t.Fatalf("move %d -> 4: %v", down, err)
+	}
+	after := c.Node(leaders[1]).LocalReplica(1).Descriptor()
+	if replica.ReplicaIDOnNode(after, down) != 0 {
+		t.Fatalf("node %d still in the descriptor after the move: %v", down, after)
+	}
+	// What the stopped node would hold had it applied the move itself.
+	db, err := pebble.Open(c.DataDir(down), &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := proto.Marshal(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(replica.DescriptorKey(1), data, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Restart(down)
+	if r := c.Node(down).LocalReplica(1); r != nil {
+		t.Fatalf("node %d opened its removed replica: %+v", down, r.Status())
+	}
+	if c.Node(down).LocalReplica(2) == nil {
+		t.Fatalf("node %d lost its replica of range 2", down)
+	}
+	// The destroyed replica can never come back: its ID is under the
+	// tombstone.
+	if _, err := c.Node(down).CreateReplicaForSnapshot(&pb.RangeDescriptor{
+		RangeId: 1, StartKey: after.StartKey, EndKey: after.EndKey,
+		Replicas: append(after.Replicas, &pb.ReplicaDescriptor{NodeId: down, ReplicaId: removed}), NextReplicaId: after.NextReplicaId,
+	}); err == nil {
+		t.Fatalf("node %d re-created replica %d of range 1 after destroying it", down, removed)
+	}
+}
+
+// quietPebble drops Pebble's informational logs.
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)         {}
+func (quietPebble) Errorf(f string, args ...any) { fmt.Printf(f+"\n", args...) }
+func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }

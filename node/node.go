@@ -255,10 +255,35 @@ func (n *Node) loadReplicas() error {
 		if err != nil {
 			return err
 		}
+		if desc := st.Descriptor(); replica.ReplicaIDOnNode(desc, n.id) == 0 {
+			if err := n.destroyRemovedOnStart(desc); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := n.addReplica(st); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// destroyRemovedOnStart deletes a replica whose applied descriptor no longer
+// lists this node: it applied its own removal, and the node stopped before
+// destroying it (destroyReplica runs after the apply that reported the
+// removal). The tombstone covers every replica ID the range has allocated,
+// which includes this node's old one; were the node added again, it would
+// get a new ID.
+func (n *Node) destroyRemovedOnStart(desc *pb.RangeDescriptor) error {
+	b := n.db.NewBatch()
+	defer b.Close()
+	if err := replica.DestroyData(b, desc, desc.NextReplicaId-1); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	n.logger.Info("destroyed a replica removed before the node stopped", "range", desc.RangeId)
 	return nil
 }
 

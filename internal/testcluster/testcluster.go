@@ -102,7 +102,7 @@ func (c *Cluster) startNode(id uint64, lis net.Listener, joinAddr string) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := node.New(node.Config{
 		NodeID:               id,
-		DataDir:              filepath.Join(c.dir, fmt.Sprintf("n%d", id)),
+		DataDir:              c.DataDir(id),
 		Listener:             lis,
 		Peers:                c.Peers(),
 		JoinAddr:             joinAddr,
@@ -123,6 +123,11 @@ func (c *Cluster) startNode(id uint64, lis net.Listener, joinAddr string) {
 	c.nodes[id] = n
 	c.regs[id] = reg
 	c.mu.Unlock()
+}
+
+// DataDir is where node id keeps its engine.
+func (c *Cluster) DataDir(id uint64) string {
+	return filepath.Join(c.dir, fmt.Sprintf("n%d", id))
 }
 
 // Stop stops one node; its data stays for Restart.
