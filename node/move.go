@@ -279,9 +279,20 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 	desc := r.Descriptor()
 	r.Close()
 	n.removeFromRegistry(rangeID)
+	if err := n.destroyData(desc, replicaID); err != nil {
+		return err
+	}
+	n.sched.forget(rangeID)
+	n.logger.Info("destroyed replica", "range", rangeID, "replica", replicaID)
+	return nil
+}
+
+// destroyData deletes a closed replica's data and leaves a tombstone that
+// refuses replica IDs up to tombstone.
+func (n *Node) destroyData(desc *pb.RangeDescriptor, tombstone uint64) error {
 	b := n.db.NewBatch()
 	defer b.Close()
-	if err := replica.DestroyData(b, desc, replicaID); err != nil {
+	if err := replica.DestroyData(b, desc, tombstone); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -290,8 +301,6 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 	// The deleted keys may be cached; a later replica of them arrives by
 	// snapshot, which clears the cache too, but the memory is freed now.
 	n.records.Clear()
-	n.sched.forget(rangeID)
-	n.logger.Info("destroyed replica", "range", rangeID, "replica", replicaID)
 	return nil
 }
 

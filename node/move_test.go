@@ -178,25 +178,35 @@ func TestRemovedReplicaIsNotRecreatedFromAStaleDescriptor(t *testing.T) {
 	}
 }
 
-// TestReplicaRemovedWhileDownIsDestroyed: a replica moved away while its
-// node was down misses its removal; once the node is back, the replica's
-// messages to the range's members are answered "removed" and the node
-// destroys it instead of keeping a stale copy that campaigns forever.
-// Found by the nemesis, seed 98 (4 nodes, moves).
-func TestReplicaRemovedWhileDownIsDestroyed(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
+// moveReplicaOffStoppedNode starts 4 nodes (ranges 1 and 2 on nodes 1-3),
+// stops a follower of range 1 and moves its replica to node 4. It returns
+// the cluster, range 1's leader, the stopped node and its removed replica.
+func moveReplicaOffStoppedNode(t *testing.T) (c *testcluster.Cluster, leader, down, removed uint64) {
+	t.Helper()
+	c = testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	leaders, err := c.WaitLeaders(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := others([]uint64{1, 2, 3}, leaders[1])[0]
-	removed := c.Node(down).LocalReplica(1).ReplicaID()
+	leader = leaders[1]
+	down = others([]uint64{1, 2, 3}, leader)[0]
+	removed = c.Node(down).LocalReplica(1).ReplicaID()
 	c.Stop(down)
-	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: down, ToNode: 4}); err != nil {
+	if _, err := c.Admin(leader).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: down, ToNode: 4}); err != nil {
 		t.Fatalf("move %d -> 4: %v", down, err)
 	}
+	return c, leader, down, removed
+}
+
+// TestReplicaRemovedWhileDownIsDestroyed: a replica moved away while its
+// node was down misses its removal; once the node is back, the replica's
+// messages to the range's members are answered "removed" and the node
+// destroys it instead of keeping a stale copy that campaigns forever.
+// Found by the nemesis, seed 98 (4 nodes, moves).
+func TestReplicaRemovedWhileDownIsDestroyed(t *testing.T) {
+	c, _, down, removed := moveReplicaOffStoppedNode(t)
 	c.Restart(down)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -220,20 +230,8 @@ func TestReplicaRemovedWhileDownIsDestroyed(t *testing.T) {
 // the apply that reported it). On restart the node must destroy it, not
 // refuse to start.
 func TestReplicaRemovedBeforeStopIsDestroyedOnStart(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	leaders, err := c.WaitLeaders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := others([]uint64{1, 2, 3}, leaders[1])[0]
-	removed := c.Node(down).LocalReplica(1).ReplicaID()
-	c.Stop(down)
-	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: down, ToNode: 4}); err != nil {
-		t.Fatalf("move %d -> 4: %v", down, err)
-	}
-	after := c.Node(leaders[1]).LocalReplica(1).Descriptor()
+	c, leader, down, removed := moveReplicaOffStoppedNode(t)
+	after := c.Node(leader).LocalReplica(1).Descriptor()
 	if replica.ReplicaIDOnNode(after, down) != 0 {
 		t.Fatalf("node %d still in the descriptor after the move: %v", down, after)
 	}

@@ -275,12 +275,7 @@ func (n *Node) loadReplicas() error {
 // which includes this node's old one; were the node added again, it would
 // get a new ID.
 func (n *Node) destroyRemovedOnStart(desc *pb.RangeDescriptor) error {
-	b := n.db.NewBatch()
-	defer b.Close()
-	if err := replica.DestroyData(b, desc, desc.NextReplicaId-1); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := n.destroyData(desc, desc.NextReplicaId-1); err != nil {
 		return err
 	}
 	n.logger.Info("destroyed a replica removed before the node stopped", "range", desc.RangeId)

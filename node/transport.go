@@ -179,7 +179,7 @@ func (t *transport) sendMessages(r *replica.Replica, msgs []raftpb.Message) {
 			t.sendSnapshot(r, toNode, m)
 			continue
 		}
-		if drop := t.n.cfg.Knobs.DropRaftMessage; drop != nil && drop(r.RangeID(), m) {
+		if t.knobDrops(r, m) {
 			continue
 		}
 		data, err := m.Marshal()
@@ -197,13 +197,19 @@ func (t *transport) sendMessages(r *replica.Replica, msgs []raftpb.Message) {
 	}
 }
 
+// knobDrops reports whether a test's TestingKnobs.DropRaftMessage drops m.
+func (t *transport) knobDrops(r *replica.Replica, m raftpb.Message) bool {
+	drop := t.n.cfg.Knobs.DropRaftMessage
+	return drop != nil && drop(r.RangeID(), m)
+}
+
 // sendQuiesce sends a quiescing leader's last heartbeats, marked so that
 // caught-up followers stop ticking.
 func (t *transport) sendQuiesce(r *replica.Replica, msgs []raftpb.Message) {
 	desc := r.Descriptor()
 	for i := range msgs {
 		toNode := replica.NodeOfReplica(desc, msgs[i].To)
-		if drop := t.n.cfg.Knobs.DropRaftMessage; drop != nil && drop(r.RangeID(), msgs[i]) {
+		if t.knobDrops(r, msgs[i]) {
 			continue
 		}
 		data, err := msgs[i].Marshal()

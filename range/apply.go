@@ -164,11 +164,7 @@ func (sm *stateMachine) readRecord(key []byte) (*pb.ValueRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.ModRevision == 0 && rec.Intent == nil {
-		sm.records.Put(key, nil)
-	} else {
-		sm.records.Put(key, rec)
-	}
+	sm.records.Put(key, rec) // an empty record: the key has none
 	return rec, nil
 }
 

@@ -76,7 +76,8 @@ func (c *RecordCache) shard(key []byte) *recordShard {
 }
 
 // Get returns the cached record of key. ok is false if the cache does not
-// know the key; a nil record with ok true means the key has no record.
+// know the key; a nil (deleted) or empty (read as absent) record with ok
+// true means the key has no record.
 func (c *RecordCache) Get(key []byte) (rec *pb.ValueRecord, ok bool) {
 	if c == nil {
 		return nil, false
