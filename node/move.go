@@ -283,6 +283,7 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 		return err
 	}
 	n.sched.forget(rangeID)
+	n.trans.forgetRoutes(rangeID)
 	n.logger.Info("destroyed replica", "range", rangeID, "replica", replicaID)
 	return nil
 }

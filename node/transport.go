@@ -54,6 +54,9 @@ type transport struct {
 		// missingSnapAt is when a snapshot was last sent to a replica
 		// reported missing (see missing_replica.go).
 		missingSnapAt map[[2]uint64]time.Time
+		// routes maps range → replica → node for replicas the local
+		// descriptor does not list yet (route_back.go).
+		routes map[uint64]map[uint64]uint64
 	}
 }
 
@@ -171,7 +174,7 @@ func (t *transport) sendMessages(r *replica.Replica, msgs []raftpb.Message) {
 	desc := r.Descriptor()
 	for i := range msgs {
 		m := msgs[i]
-		toNode := replica.NodeOfReplica(desc, m.To)
+		toNode := t.nodeOf(desc, m.To)
 		if toNode == 0 {
 			continue
 		}
@@ -208,7 +211,7 @@ func (t *transport) knobDrops(r *replica.Replica, m raftpb.Message) bool {
 func (t *transport) sendQuiesce(r *replica.Replica, msgs []raftpb.Message) {
 	desc := r.Descriptor()
 	for i := range msgs {
-		toNode := replica.NodeOfReplica(desc, msgs[i].To)
+		toNode := t.nodeOf(desc, msgs[i].To)
 		if t.knobDrops(r, msgs[i]) {
 			continue
 		}
@@ -429,7 +432,7 @@ func (s *raftServer) RaftMessages(stream pb.Raft_RaftMessagesServer) error {
 			return err
 		}
 		for _, rm := range batch.Messages {
-			if err := s.step(rm); err != nil {
+			if err := s.step(batch.FromNode, rm); err != nil {
 				ack := &pb.RaftMessageAck{RangeId: rm.RangeId, Error: err.Error()}
 				var missing *missingReplicaError
 				var removed *removedReplicaError
@@ -446,7 +449,7 @@ func (s *raftServer) RaftMessages(stream pb.Raft_RaftMessagesServer) error {
 	}
 }
 
-func (s *raftServer) step(rm *pb.RaftMessage) error {
+func (s *raftServer) step(fromNode uint64, rm *pb.RaftMessage) error {
 	var m raftpb.Message
 	if err := m.Unmarshal(rm.Message); err != nil {
 		return fmt.Errorf("decode raft message: %w", err)
@@ -455,9 +458,11 @@ func (s *raftServer) step(rm *pb.RaftMessage) error {
 	if r == nil {
 		return &missingReplicaError{nodeID: s.n.id, rangeID: rm.RangeId, toReplica: m.To, fromLeader: fromLeader(m.Type)}
 	}
-	if err := checkSender(r.Descriptor(), &m); err != nil {
+	desc := r.Descriptor()
+	if err := checkSender(desc, &m); err != nil {
 		return err
 	}
+	s.n.trans.learnRoute(desc, m.From, fromNode)
 	step := r.Step
 	if rm.Quiesce {
 		step = r.StepQuiesce

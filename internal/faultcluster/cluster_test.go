@@ -227,28 +227,8 @@ func testRemovedWhileCutOff(t *testing.T, silent bool) {
 	if err := put(ctx, c, []uint64{old}, "k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	rangeOn := func(id uint64, what func(*pb.RangeInfo) bool) bool {
-		resp, err := c.Admin(id).ListRanges(ctx, &pb.ListRangesRequest{})
-		if err != nil {
-			return false
-		}
-		for _, ri := range resp.Ranges {
-			if ri.Descriptor_.RangeId == rangeID {
-				return what(ri)
-			}
-		}
-		return false
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	rangeOn := func(id uint64, what func(*pb.RangeInfo) bool) bool { return rangeOn(ctx, c, id, rangeID, what) }
+	waitFor := func(what string, cond func() bool) { t.Helper(); waitFor(t, what, cond) }
 	waitFor("the leader quiesces", func() bool {
 		return rangeOn(old, func(ri *pb.RangeInfo) bool { return ri.Quiesced && ri.RaftState == "StateLeader" })
 	})
@@ -285,4 +265,32 @@ func testRemovedWhileCutOff(t *testing.T, silent bool) {
 	waitFor(fmt.Sprintf("node %d destroys its removed replica", old), func() bool {
 		return !rangeOn(old, func(*pb.RangeInfo) bool { return true })
 	})
+}
+
+// rangeOn reports whether node id holds a replica of rangeID for which what
+// holds.
+func rangeOn(ctx context.Context, c *Cluster, id, rangeID uint64, what func(*pb.RangeInfo) bool) bool {
+	resp, err := c.Admin(id).ListRanges(ctx, &pb.ListRangesRequest{})
+	if err != nil {
+		return false
+	}
+	for _, ri := range resp.Ranges {
+		if ri.Descriptor_.RangeId == rangeID {
+			return what(ri)
+		}
+	}
+	return false
+}
+
+// waitFor polls cond for up to 20 seconds and fails the test if it never
+// holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
