@@ -1,6 +1,8 @@
 package node
 
 import (
+	"github.com/cockroachdb/pebble/v2"
+
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
 )
@@ -14,4 +16,19 @@ func (n *Node) LocalReplica(rangeID uint64) *replica.Replica { return n.replica(
 // calls.
 func (n *Node) CreateReplicaForSnapshot(desc *pb.RangeDescriptor) (*replica.Replica, error) {
 	return n.createReplica(desc)
+}
+
+// TxnRecords counts the transaction records in the node's engine, of every
+// range it holds.
+func (n *Node) TxnRecords() (int, error) {
+	lo, hi := replica.TxnRecordSpan(nil, nil)
+	it, err := n.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	count := 0
+	for it.First(); it.Valid(); it.Next() {
+		count++
+	}
+	return count, it.Close()
 }

@@ -100,7 +100,7 @@ func (n *Node) evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.Inter
 		if err != nil {
 			return err
 		}
-		resp = &pb.InternalResponse{Prepare: res.Prepare, Record: res.Record, Txn: res.Txn}
+		resp = &pb.InternalResponse{Prepare: res.Prepare, Record: res.Record, Txn: res.Txn, Resolved: res.Resolved}
 		if wi, ok := res.Err.(*replica.WriteIntentError); ok {
 			resp.Conflict, resp.ConflictKey = wi.Intent, wi.Key
 			return nil
@@ -133,6 +133,8 @@ func internalCommand(req *pb.InternalRequest) (*pb.RaftCommand, error) {
 		return &pb.RaftCommand{Op: &pb.RaftCommand_Resolve{Resolve: op.Resolve}}, nil
 	case *pb.InternalRequest_OnePc:
 		return &pb.RaftCommand{Op: &pb.RaftCommand_Txn{Txn: op.OnePc}}, nil
+	case *pb.InternalRequest_DeleteRecords:
+		return &pb.RaftCommand{Op: &pb.RaftCommand_DeleteRecords{DeleteRecords: op.DeleteRecords}}, nil
 	}
 	return nil, invalidf("internal request has no operation")
 }

@@ -186,3 +186,47 @@ func TestTxnRacingSplitStaysAtomic(t *testing.T) {
 		t.Fatalf("final value %q, last acknowledged %d", ka.Value, lastAcked.Load())
 	}
 }
+
+// TestTxnRecordsAreDeletedOnceResolved: a cross-range transaction's record
+// outlives its intents, then goes: the coordinator resolves the primary's
+// range with the commit and deletes records in batches. Nothing may be
+// left once the transactions are done: neither intents nor records.
+func TestTxnRecordsAreDeletedOnceResolved(t *testing.T) {
+	const ranges = 4
+	c, ctx := startCluster(t, ranges)
+	var keys [][]byte
+	for i := 0; i < 20; i++ {
+		a, b := keyInRange(i%ranges, ranges, fmt.Sprint("r", i)), keyInRange((i+1)%ranges, ranges, fmt.Sprint("r", i))
+		resp, err := c.KV(uint64(1+i%3)).Txn(ctx, &pb.TxnRequest{
+			Compare: []*pb.Compare{absent(a), absent(b)},
+			Success: []*pb.RequestOp{putOp(a, []byte("v")), putOp(b, []byte("v"))},
+		})
+		if err != nil || !resp.Succeeded {
+			t.Fatalf("txn %d: %v, %v", i, resp, err)
+		}
+		keys = append(keys, a, b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := 0
+		for _, id := range []uint64{1, 2, 3} {
+			n, err := c.Node(id).TxnRecords()
+			if err != nil {
+				t.Fatal(err)
+			}
+			left += n
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transaction records left on the nodes 10s after the transactions", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, k := range keys {
+		if kv := mustGet(t, ctx, c.KV(1), k); string(kv.GetValue()) != "v" {
+			t.Fatalf("%q = %v after the transactions", k, kv)
+		}
+	}
+}

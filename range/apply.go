@@ -27,6 +27,8 @@ type Result struct {
 	// Record is the transaction record after a TxnEnd, TxnPush or
 	// TxnHeartbeat (nil if there is none).
 	Record *pb.TxnRecord
+	// Resolved is set when a TxnEnd resolved its resolve_keys.
+	Resolved bool
 	// Left and Right are the descriptors after a split.
 	Left, Right *pb.RangeDescriptor
 }
@@ -67,6 +69,8 @@ func (sm *stateMachine) apply(cmd *pb.RaftCommand) Result {
 		return sm.resolve(op.Resolve)
 	case *pb.RaftCommand_Split:
 		return sm.split(op.Split)
+	case *pb.RaftCommand_DeleteRecords:
+		return sm.deleteTxnRecords(op.DeleteRecords)
 	default:
 		return Result{Err: fmt.Errorf("unknown command %T", cmd.Op)}
 	}

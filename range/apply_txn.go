@@ -299,12 +299,28 @@ func (sm *stateMachine) endTxn(e *pb.TxnEnd) Result {
 			rec.Status = pb.TxnRecord_ABORTED
 		}
 	} else {
-		return Result{Record: rec}
+		return sm.endResolve(e, rec)
 	}
 	if err := sm.writeTxnRecord(e.PrimaryKey, rec); err != nil {
 		return Result{Err: err}
 	}
-	return Result{Record: rec}
+	return sm.endResolve(e, rec)
+}
+
+// endResolve resolves an end's resolve_keys by the record's final status,
+// if they all still lie in this range (after a split some may not; the
+// coordinator then resolves them on their own).
+func (sm *stateMachine) endResolve(e *pb.TxnEnd, rec *pb.TxnRecord) Result {
+	if len(e.ResolveKeys) == 0 {
+		return Result{Record: rec}
+	}
+	for _, k := range e.ResolveKeys {
+		if !ContainsKey(sm.desc, k) {
+			return Result{Record: rec}
+		}
+	}
+	res := sm.resolve(&pb.ResolveIntents{TxnId: e.TxnId, Record: rec, Keys: e.ResolveKeys, PrimaryKey: e.PrimaryKey})
+	return Result{Record: rec, Resolved: res.Err == nil, Err: res.Err}
 }
 
 // push settles a transaction for someone who met its intent.
@@ -388,6 +404,29 @@ func (sm *stateMachine) resolve(r *pb.ResolveIntents) Result {
 	}
 	if r.DeleteRecord && ContainsKey(sm.desc, r.PrimaryKey) {
 		if err := sm.b.Delete(TxnRecordKey(r.PrimaryKey, r.TxnId), nil); err != nil {
+			return Result{Err: err}
+		}
+	}
+	return Result{}
+}
+
+// deleteTxnRecords deletes finished transactions' records that lie in this
+// range. A PENDING record is kept: only a coordinator that saw its
+// transaction end and every intent resolved asks, so one would mean a
+// mistake, and deleting it could let a pusher abort a live transaction.
+func (sm *stateMachine) deleteTxnRecords(d *pb.DeleteTxnRecords) Result {
+	for _, ref := range d.Records {
+		if !ContainsKey(sm.desc, ref.PrimaryKey) {
+			continue
+		}
+		rec, err := sm.readTxnRecord(ref.PrimaryKey, ref.TxnId)
+		if err != nil {
+			return Result{Err: err}
+		}
+		if rec == nil || rec.Status == pb.TxnRecord_PENDING {
+			continue
+		}
+		if err := sm.b.Delete(TxnRecordKey(ref.PrimaryKey, ref.TxnId), nil); err != nil {
 			return Result{Err: err}
 		}
 	}

@@ -109,7 +109,19 @@ func (e *txnEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			d.Fatalf(t, "end needs exactly one of commit and abort")
 		}
 		d.MaybeScanArgs(t, "rev", &end.CommitRevision)
+		end.ResolveKeys = e.keys(t, d, "resolve")
 		return e.run(t, &pb.RaftCommand{Op: &pb.RaftCommand_End{End: end}})
+	case "delete-records":
+		// delete-records refs=(primary/txn, ...)
+		del := &pb.DeleteTxnRecords{}
+		for _, ref := range e.keys(t, d, "refs") {
+			primary, txnID, ok := strings.Cut(string(ref), "/")
+			if !ok {
+				d.Fatalf(t, "ref %q is not primary/txn", ref)
+			}
+			del.Records = append(del.Records, &pb.TxnRecordRef{PrimaryKey: []byte(primary), TxnId: []byte(txnID)})
+		}
+		return e.run(t, &pb.RaftCommand{Op: &pb.RaftCommand_DeleteRecords{DeleteRecords: del}})
 	case "push":
 		push := &pb.TxnPush{
 			TxnId:      []byte(e.str(t, d, "txn")),
@@ -142,11 +154,7 @@ func (e *txnEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		}
 		d.MaybeScanArgs(t, "rev", &rec.CommitRevision)
 		r.Record = rec
-		var keys []string
-		d.ScanArgs(t, "keys", &keys)
-		for _, k := range keys {
-			r.Keys = append(r.Keys, []byte(unquoteArg(t, d, k)))
-		}
+		r.Keys = e.keys(t, d, "keys")
 		return e.run(t, &pb.RaftCommand{Op: &pb.RaftCommand_Resolve{Resolve: r}})
 	case "dump":
 		return e.dumpAll(t)
@@ -168,6 +176,21 @@ func (e *txnEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		d.Fatalf(t, "unknown command %q", d.Cmd)
 		return ""
 	}
+}
+
+// keys reads an optional list argument of (Go-quoted or plain) keys.
+func (e *txnEnv) keys(t *testing.T, d *datadriven.TestData, arg string) [][]byte {
+	t.Helper()
+	if !d.HasArg(arg) {
+		return nil
+	}
+	var strs []string
+	d.ScanArgs(t, arg, &strs)
+	out := make([][]byte, len(strs))
+	for i, k := range strs {
+		out[i] = []byte(unquoteArg(t, d, k))
+	}
+	return out
 }
 
 // str reads a required argument, unquoting a Go-quoted value.
@@ -390,6 +413,9 @@ func formatTxnResult(res Result) string {
 		lines = append(lines, fmt.Sprintf("WriteIntentError: key %s locked by %s", showKey(wi.Key), showIntent(wi.Intent)))
 	default:
 		lines = append(lines, fmt.Sprintf("%T: %v", res.Err, res.Err))
+	}
+	if res.Resolved {
+		lines = append(lines, "resolved")
 	}
 	if p := res.Prepare; p != nil {
 		switch {

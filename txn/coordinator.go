@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
@@ -46,6 +47,7 @@ type Coordinator struct {
 	bg       sync.WaitGroup
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
+	gc       recordGC
 }
 
 // ErrAmbiguous is returned when the coordinator cannot tell whether the
@@ -65,11 +67,19 @@ func NewCoordinator(cfg Config) *Coordinator {
 	}
 	cfg.Sender = cfg.Metrics.countResolved(cfg.Sender)
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Coordinator{cfg: cfg, bgCtx: ctx, bgCancel: cancel}
+	c := &Coordinator{cfg: cfg, bgCtx: ctx, bgCancel: cancel}
+	c.gc.c = c
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		c.gc.run(ctx)
+	}()
+	return c
 }
 
 // Close stops background resolution; intents it leaves are settled by the
-// next reader or writer that meets them.
+// next reader or writer that meets them, records it has not deleted yet
+// stay behind as garbage.
 func (c *Coordinator) Close() {
 	c.bgCancel()
 	c.bg.Wait()
@@ -261,20 +271,30 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 	}
 	commitRev := max(c.cfg.Clock.Next(), maxRev+1)
 	c.cfg.Clock.Observe(commitRev)
-	rec, err := c.end(ctx, txnID, primary, succeeded, commitRev)
+	rec, resolved, err := c.end(ctx, txnID, primary, primaryKeys(parts, primary), succeeded, commitRev)
 	if err != nil {
 		return nil, false, err
 	}
 	if rec.Status != pb.TxnRecord_COMMITTED {
 		// Someone aborted us (an expired heartbeat or an older transaction).
 		c.cfg.Metrics.abort()
-		c.resolveAll(rec, txnID, primary, parts)
+		c.resolveAll(rec, txnID, primary, parts, resolved)
 		return nil, true, nil
 	}
 	stopHeartbeat()
 	c.cfg.Metrics.commit(twoPhase)
-	c.resolveAll(rec, txnID, primary, parts)
+	c.resolveAll(rec, txnID, primary, parts, resolved)
 	return buildResponse(req, parts, succeeded, commitRev), false, nil
+}
+
+// primaryKeys returns the keys of the participant that holds the primary.
+func primaryKeys(parts []*participant, primary []byte) [][]byte {
+	for _, p := range parts {
+		if p.containsKey(primary) {
+			return p.keys
+		}
+	}
+	return nil
 }
 
 func (p *participant) containsKey(k []byte) bool {
@@ -304,14 +324,16 @@ func (c *Coordinator) prepareAll(ctx context.Context, ps []*participant) {
 	wg.Wait()
 }
 
-// end performs the commit CAS. If its answer is lost it asks the record
-// again, since the CAS may have happened.
-func (c *Coordinator) end(ctx context.Context, txnID, primary []byte, succeeded bool, commitRev int64) (*pb.TxnRecord, error) {
+// end performs the commit CAS, which also resolves the intents on the
+// primary's range (primaryKeys) by the outcome; resolved reports that it
+// did. If its answer is lost it asks the record again, since the CAS may
+// have happened.
+func (c *Coordinator) end(ctx context.Context, txnID, primary []byte, primaryKeys [][]byte, succeeded bool, commitRev int64) (rec *pb.TxnRecord, resolved bool, err error) {
 	resp, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: primary, Op: &pb.InternalRequest_End{End: &pb.TxnEnd{
-		TxnId: txnID, PrimaryKey: primary, Commit: true, Succeeded: succeeded, CommitRevision: commitRev,
+		TxnId: txnID, PrimaryKey: primary, Commit: true, Succeeded: succeeded, CommitRevision: commitRev, ResolveKeys: primaryKeys,
 	}}})
 	if err == nil {
-		return resp.Record, nil
+		return resp.Record, resp.Resolved, nil
 	}
 	// The outcome is unknown: read the record (a push that aborts nothing).
 	for i := 0; i < 5; i++ {
@@ -321,11 +343,11 @@ func (c *Coordinator) end(ctx context.Context, txnID, primary []byte, succeeded 
 		}}})
 		cancel()
 		if qerr == nil && r.Record.Status != pb.TxnRecord_PENDING {
-			return r.Record, nil
+			return r.Record, false, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("%w (%v)", ErrAmbiguous, err)
+	return nil, false, fmt.Errorf("%w (%v)", ErrAmbiguous, err)
 }
 
 // abort ends an unfinished transaction and drops its intents, in the
@@ -339,59 +361,55 @@ func (c *Coordinator) abort(txnID, primary []byte, parts []*participant) {
 		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
 		defer cancel()
 		resp, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: primary, Op: &pb.InternalRequest_End{End: &pb.TxnEnd{
-			TxnId: txnID, PrimaryKey: primary, Commit: false,
+			TxnId: txnID, PrimaryKey: primary, Commit: false, ResolveKeys: primaryKeys(parts, primary),
 		}}})
 		if err != nil {
 			c.cfg.Logger.Debug("abort transaction", "txn", fmt.Sprintf("%x", txnID), "error", err)
 			return
 		}
-		c.resolveParts(ctx, resp.Record, txnID, primary, parts)
+		c.resolveParts(ctx, resp.Record, txnID, primary, parts, resp.Resolved)
 	}()
 }
 
-// resolveAll resolves a finished transaction's intents in the background.
-func (c *Coordinator) resolveAll(rec *pb.TxnRecord, txnID, primary []byte, parts []*participant) {
+// resolveAll resolves a finished transaction's intents in the background
+// (those on the primary's range only if the end did not: primaryResolved).
+func (c *Coordinator) resolveAll(rec *pb.TxnRecord, txnID, primary []byte, parts []*participant, primaryResolved bool) {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
 		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
 		defer cancel()
-		c.resolveParts(ctx, rec, txnID, primary, parts)
+		c.resolveParts(ctx, rec, txnID, primary, parts, primaryResolved)
 	}()
 }
 
-// resolveParts resolves every participant's intents, the primary's range
-// last: it also deletes the record, which must outlive every intent.
-func (c *Coordinator) resolveParts(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, parts []*participant) {
-	var primaryPart *participant
+// resolveParts resolves every participant's intents (the primary's range's
+// unless primaryResolved) and then queues the record for deletion. If any
+// resolution fails the record is kept: whoever meets the intent needs it.
+func (c *Coordinator) resolveParts(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, parts []*participant, primaryResolved bool) {
 	var wg sync.WaitGroup
-	failed := false
-	var mu sync.Mutex
+	var failed atomic.Bool
 	for _, p := range parts {
-		if p.containsKey(primary) {
-			primaryPart = p
+		if primaryResolved && p.containsKey(primary) {
 			continue
 		}
 		wg.Add(1)
 		go func(p *participant) {
 			defer wg.Done()
-			if err := c.resolve(ctx, rec, txnID, primary, p.keys, false); err != nil {
-				mu.Lock()
-				failed = true
-				mu.Unlock()
+			if err := c.resolve(ctx, rec, txnID, primary, p.keys); err != nil {
+				failed.Store(true)
 			}
 		}(p)
 	}
 	wg.Wait()
-	if primaryPart != nil {
-		// Keep the record if an intent may remain: whoever meets it needs it.
-		_ = c.resolve(ctx, rec, txnID, primary, primaryPart.keys, !failed)
+	if !failed.Load() {
+		c.gc.add(primary, txnID)
 	}
 }
 
-func (c *Coordinator) resolve(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, keys [][]byte, deleteRecord bool) error {
+func (c *Coordinator) resolve(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, keys [][]byte) error {
 	_, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: keys[0], Op: &pb.InternalRequest_Resolve{Resolve: &pb.ResolveIntents{
-		TxnId: txnID, Record: rec, Keys: keys, PrimaryKey: primary, DeleteRecord: deleteRecord,
+		TxnId: txnID, Record: rec, Keys: keys, PrimaryKey: primary,
 	}}})
 	if err != nil {
 		c.cfg.Logger.Debug("resolve intents", "txn", fmt.Sprintf("%x", txnID), "error", err)

@@ -73,8 +73,8 @@ func (m *Metrics) retry() {
 	}
 }
 
-// countResolved wraps s so that every successful ResolveIntents command
-// counts its keys, whichever path sent it: a coordinator resolving its own
+// countResolved wraps s so that every successful ResolveIntents command,
+// and every TxnEnd that resolved keys, counts its keys, whichever path sent it: a coordinator resolving its own
 // transaction, or Settle resolving an intent someone met.
 func (m *Metrics) countResolved(s Sender) Sender {
 	if m == nil || s == nil {
@@ -90,8 +90,14 @@ type resolveCounter struct {
 
 func (r resolveCounter) Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
 	resp, err := r.Sender.Evaluate(ctx, req)
-	if res := req.GetResolve(); res != nil && err == nil {
+	if err != nil {
+		return resp, err
+	}
+	if res := req.GetResolve(); res != nil {
 		r.m.intentsResolved.Add(float64(len(res.Keys)))
+	}
+	if end := req.GetEnd(); end != nil && resp.Resolved {
+		r.m.intentsResolved.Add(float64(len(end.ResolveKeys)))
 	}
 	return resp, err
 }

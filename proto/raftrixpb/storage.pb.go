@@ -170,6 +170,7 @@ type RaftCommand struct {
 	//	*RaftCommand_Heartbeat
 	//	*RaftCommand_Resolve
 	//	*RaftCommand_Split
+	//	*RaftCommand_DeleteRecords
 	Op            isRaftCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -307,6 +308,15 @@ func (x *RaftCommand) GetSplit() *SplitRange {
 	return nil
 }
 
+func (x *RaftCommand) GetDeleteRecords() *DeleteTxnRecords {
+	if x != nil {
+		if x, ok := x.Op.(*RaftCommand_DeleteRecords); ok {
+			return x.DeleteRecords
+		}
+	}
+	return nil
+}
+
 type isRaftCommand_Op interface {
 	isRaftCommand_Op()
 }
@@ -347,6 +357,10 @@ type RaftCommand_Split struct {
 	Split *SplitRange `protobuf:"bytes,11,opt,name=split,proto3,oneof"`
 }
 
+type RaftCommand_DeleteRecords struct {
+	DeleteRecords *DeleteTxnRecords `protobuf:"bytes,12,opt,name=delete_records,json=deleteRecords,proto3,oneof"`
+}
+
 func (*RaftCommand_Put) isRaftCommand_Op() {}
 
 func (*RaftCommand_Delete) isRaftCommand_Op() {}
@@ -364,6 +378,8 @@ func (*RaftCommand_Heartbeat) isRaftCommand_Op() {}
 func (*RaftCommand_Resolve) isRaftCommand_Op() {}
 
 func (*RaftCommand_Split) isRaftCommand_Op() {}
+
+func (*RaftCommand_DeleteRecords) isRaftCommand_Op() {}
 
 // SplitRange splits a range at split_key: the range keeps [start, split_key)
 // and a new range right_range_id takes [split_key, end) with replicas on the
@@ -1208,8 +1224,12 @@ type TxnEnd struct {
 	Commit         bool                   `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
 	Succeeded      bool                   `protobuf:"varint,4,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
 	CommitRevision int64                  `protobuf:"varint,5,opt,name=commit_revision,json=commitRevision,proto3" json:"commit_revision,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// resolve_keys are the transaction's keys on the record's range: the end
+	// resolves their intents by the record's final status in the same
+	// command, which saves the range a separate ResolveIntents.
+	ResolveKeys   [][]byte `protobuf:"bytes,6,rep,name=resolve_keys,json=resolveKeys,proto3" json:"resolve_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TxnEnd) Reset() {
@@ -1275,6 +1295,13 @@ func (x *TxnEnd) GetCommitRevision() int64 {
 		return x.CommitRevision
 	}
 	return 0
+}
+
+func (x *TxnEnd) GetResolveKeys() [][]byte {
+	if x != nil {
+		return x.ResolveKeys
+	}
+	return nil
 }
 
 // TxnPush is sent by anyone who meets an intent: it returns the record, and
@@ -1499,6 +1526,106 @@ func (x *ResolveIntents) GetDeleteRecord() bool {
 	return false
 }
 
+// DeleteTxnRecords deletes the records of finished transactions whose
+// intents are all resolved, many at a time: a coordinator batches them per
+// range. Records outside the range's span, and records still PENDING, are
+// left alone.
+type DeleteTxnRecords struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*TxnRecordRef        `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTxnRecords) Reset() {
+	*x = DeleteTxnRecords{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTxnRecords) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTxnRecords) ProtoMessage() {}
+
+func (x *DeleteTxnRecords) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTxnRecords.ProtoReflect.Descriptor instead.
+func (*DeleteTxnRecords) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeleteTxnRecords) GetRecords() []*TxnRecordRef {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+type TxnRecordRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PrimaryKey    []byte                 `protobuf:"bytes,1,opt,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	TxnId         []byte                 `protobuf:"bytes,2,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnRecordRef) Reset() {
+	*x = TxnRecordRef{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnRecordRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnRecordRef) ProtoMessage() {}
+
+func (x *TxnRecordRef) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnRecordRef.ProtoReflect.Descriptor instead.
+func (*TxnRecordRef) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TxnRecordRef) GetPrimaryKey() []byte {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *TxnRecordRef) GetTxnId() []byte {
+	if x != nil {
+		return x.TxnId
+	}
+	return nil
+}
+
 // InternalRequest is a per-range transaction command sent between nodes,
 // routed to the leader of the range holding key.
 type InternalRequest struct {
@@ -1512,6 +1639,7 @@ type InternalRequest struct {
 	//	*InternalRequest_Heartbeat
 	//	*InternalRequest_Resolve
 	//	*InternalRequest_OnePc
+	//	*InternalRequest_DeleteRecords
 	Op            isInternalRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1519,7 +1647,7 @@ type InternalRequest struct {
 
 func (x *InternalRequest) Reset() {
 	*x = InternalRequest{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1659,7 @@ func (x *InternalRequest) String() string {
 func (*InternalRequest) ProtoMessage() {}
 
 func (x *InternalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[18]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1672,7 @@ func (x *InternalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InternalRequest.ProtoReflect.Descriptor instead.
 func (*InternalRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{18}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InternalRequest) GetKey() []byte {
@@ -1615,6 +1743,15 @@ func (x *InternalRequest) GetOnePc() *TxnOnePC {
 	return nil
 }
 
+func (x *InternalRequest) GetDeleteRecords() *DeleteTxnRecords {
+	if x != nil {
+		if x, ok := x.Op.(*InternalRequest_DeleteRecords); ok {
+			return x.DeleteRecords
+		}
+	}
+	return nil
+}
+
 type isInternalRequest_Op interface {
 	isInternalRequest_Op()
 }
@@ -1643,6 +1780,10 @@ type InternalRequest_OnePc struct {
 	OnePc *TxnOnePC `protobuf:"bytes,7,opt,name=one_pc,json=onePc,proto3,oneof"`
 }
 
+type InternalRequest_DeleteRecords struct {
+	DeleteRecords *DeleteTxnRecords `protobuf:"bytes,8,opt,name=delete_records,json=deleteRecords,proto3,oneof"`
+}
+
 func (*InternalRequest_Prepare) isInternalRequest_Op() {}
 
 func (*InternalRequest_End) isInternalRequest_Op() {}
@@ -1655,6 +1796,8 @@ func (*InternalRequest_Resolve) isInternalRequest_Op() {}
 
 func (*InternalRequest_OnePc) isInternalRequest_Op() {}
 
+func (*InternalRequest_DeleteRecords) isInternalRequest_Op() {}
+
 type InternalResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Prepare *TxnPrepareResult      `protobuf:"bytes,1,opt,name=prepare,proto3" json:"prepare,omitempty"`
@@ -1666,15 +1809,18 @@ type InternalResponse struct {
 	Txn *TxnResponse `protobuf:"bytes,3,opt,name=txn,proto3" json:"txn,omitempty"`
 	// conflict is set when a one-range transaction met another transaction's
 	// intent on conflict_key; nothing was written.
-	Conflict      *Intent `protobuf:"bytes,4,opt,name=conflict,proto3" json:"conflict,omitempty"`
-	ConflictKey   []byte  `protobuf:"bytes,5,opt,name=conflict_key,json=conflictKey,proto3" json:"conflict_key,omitempty"`
+	Conflict    *Intent `protobuf:"bytes,4,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	ConflictKey []byte  `protobuf:"bytes,5,opt,name=conflict_key,json=conflictKey,proto3" json:"conflict_key,omitempty"`
+	// resolved is set when an end resolved its resolve_keys (it does so only
+	// if all of them still lie in the record's range).
+	Resolved      bool `protobuf:"varint,6,opt,name=resolved,proto3" json:"resolved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InternalResponse) Reset() {
 	*x = InternalResponse{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[19]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1832,7 @@ func (x *InternalResponse) String() string {
 func (*InternalResponse) ProtoMessage() {}
 
 func (x *InternalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[19]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1845,7 @@ func (x *InternalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InternalResponse.ProtoReflect.Descriptor instead.
 func (*InternalResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{19}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InternalResponse) GetPrepare() *TxnPrepareResult {
@@ -1737,6 +1883,13 @@ func (x *InternalResponse) GetConflictKey() []byte {
 	return nil
 }
 
+func (x *InternalResponse) GetResolved() bool {
+	if x != nil {
+		return x.Resolved
+	}
+	return false
+}
+
 type DestroyReplicaRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
@@ -1747,7 +1900,7 @@ type DestroyReplicaRequest struct {
 
 func (x *DestroyReplicaRequest) Reset() {
 	*x = DestroyReplicaRequest{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[20]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1912,7 @@ func (x *DestroyReplicaRequest) String() string {
 func (*DestroyReplicaRequest) ProtoMessage() {}
 
 func (x *DestroyReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[20]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1925,7 @@ func (x *DestroyReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyReplicaRequest.ProtoReflect.Descriptor instead.
 func (*DestroyReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{20}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DestroyReplicaRequest) GetRangeId() uint64 {
@@ -1797,7 +1950,7 @@ type DestroyReplicaResponse struct {
 
 func (x *DestroyReplicaResponse) Reset() {
 	*x = DestroyReplicaResponse{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[21]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1962,7 @@ func (x *DestroyReplicaResponse) String() string {
 func (*DestroyReplicaResponse) ProtoMessage() {}
 
 func (x *DestroyReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[21]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1975,7 @@ func (x *DestroyReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyReplicaResponse.ProtoReflect.Descriptor instead.
 func (*DestroyReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{21}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{23}
 }
 
 // ConfChangeContext is the Context of a ConfChangeV2 proposed by RaftrixDB:
@@ -1838,7 +1991,7 @@ type ConfChangeContext struct {
 
 func (x *ConfChangeContext) Reset() {
 	*x = ConfChangeContext{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2003,7 @@ func (x *ConfChangeContext) String() string {
 func (*ConfChangeContext) ProtoMessage() {}
 
 func (x *ConfChangeContext) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2016,7 @@ func (x *ConfChangeContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfChangeContext.ProtoReflect.Descriptor instead.
 func (*ConfChangeContext) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{22}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConfChangeContext) GetProposalId() uint64 {
@@ -1891,7 +2044,7 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\x02 \x01(\x03R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x03 \x01(\x03R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x03R\aversion\x12*\n" +
-	"\x06intent\x18\x05 \x01(\v2\x12.raftrix.v1.IntentR\x06intent\"\x84\x04\n" +
+	"\x06intent\x18\x05 \x01(\v2\x12.raftrix.v1.IntentR\x06intent\"\xcb\x04\n" +
 	"\vRaftCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12\x1a\n" +
@@ -1905,7 +2058,8 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\theartbeat\x18\t \x01(\v2\x18.raftrix.v1.TxnHeartbeatH\x00R\theartbeat\x126\n" +
 	"\aresolve\x18\n" +
 	" \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolve\x12.\n" +
-	"\x05split\x18\v \x01(\v2\x16.raftrix.v1.SplitRangeH\x00R\x05splitB\x04\n" +
+	"\x05split\x18\v \x01(\v2\x16.raftrix.v1.SplitRangeH\x00R\x05split\x12E\n" +
+	"\x0edelete_records\x18\f \x01(\v2\x1c.raftrix.v1.DeleteTxnRecordsH\x00R\rdeleteRecordsB\x04\n" +
 	"\x02op\"\x80\x01\n" +
 	"\n" +
 	"SplitRange\x12\x1b\n" +
@@ -1976,14 +2130,15 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\rlast_revision\x18\a \x01(\x03R\flastRevision\"[\n" +
 	"\x0fIndexedResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x122\n" +
-	"\bresponse\x18\x02 \x01(\v2\x16.raftrix.v1.ResponseOpR\bresponse\"\x9f\x01\n" +
+	"\bresponse\x18\x02 \x01(\v2\x16.raftrix.v1.ResponseOpR\bresponse\"\xc2\x01\n" +
 	"\x06TxnEnd\x12\x15\n" +
 	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
 	"\vprimary_key\x18\x02 \x01(\fR\n" +
 	"primaryKey\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\bR\x06commit\x12\x1c\n" +
 	"\tsucceeded\x18\x04 \x01(\bR\tsucceeded\x12'\n" +
-	"\x0fcommit_revision\x18\x05 \x01(\x03R\x0ecommitRevision\"\xa1\x01\n" +
+	"\x0fcommit_revision\x18\x05 \x01(\x03R\x0ecommitRevision\x12!\n" +
+	"\fresolve_keys\x18\x06 \x03(\fR\vresolveKeys\"\xa1\x01\n" +
 	"\aTxnPush\x12\x15\n" +
 	"\x06txn_id\x18\x01 \x01(\fR\x05txnId\x12\x1f\n" +
 	"\vprimary_key\x18\x02 \x01(\fR\n" +
@@ -2002,7 +2157,13 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\x1f\n" +
 	"\vprimary_key\x18\x04 \x01(\fR\n" +
 	"primaryKey\x12#\n" +
-	"\rdelete_record\x18\x05 \x01(\bR\fdeleteRecord\"\xd1\x02\n" +
+	"\rdelete_record\x18\x05 \x01(\bR\fdeleteRecord\"F\n" +
+	"\x10DeleteTxnRecords\x122\n" +
+	"\arecords\x18\x01 \x03(\v2\x18.raftrix.v1.TxnRecordRefR\arecords\"F\n" +
+	"\fTxnRecordRef\x12\x1f\n" +
+	"\vprimary_key\x18\x01 \x01(\fR\n" +
+	"primaryKey\x12\x15\n" +
+	"\x06txn_id\x18\x02 \x01(\fR\x05txnId\"\x98\x03\n" +
 	"\x0fInternalRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x122\n" +
 	"\aprepare\x18\x02 \x01(\v2\x16.raftrix.v1.TxnPrepareH\x00R\aprepare\x12&\n" +
@@ -2010,14 +2171,16 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x04push\x18\x04 \x01(\v2\x13.raftrix.v1.TxnPushH\x00R\x04push\x128\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x18.raftrix.v1.TxnHeartbeatH\x00R\theartbeat\x126\n" +
 	"\aresolve\x18\x06 \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolve\x12-\n" +
-	"\x06one_pc\x18\a \x01(\v2\x14.raftrix.v1.TxnOnePCH\x00R\x05onePcB\x04\n" +
-	"\x02op\"\xf7\x01\n" +
+	"\x06one_pc\x18\a \x01(\v2\x14.raftrix.v1.TxnOnePCH\x00R\x05onePc\x12E\n" +
+	"\x0edelete_records\x18\b \x01(\v2\x1c.raftrix.v1.DeleteTxnRecordsH\x00R\rdeleteRecordsB\x04\n" +
+	"\x02op\"\x93\x02\n" +
 	"\x10InternalResponse\x126\n" +
 	"\aprepare\x18\x01 \x01(\v2\x1c.raftrix.v1.TxnPrepareResultR\aprepare\x12-\n" +
 	"\x06record\x18\x02 \x01(\v2\x15.raftrix.v1.TxnRecordR\x06record\x12)\n" +
 	"\x03txn\x18\x03 \x01(\v2\x17.raftrix.v1.TxnResponseR\x03txn\x12.\n" +
 	"\bconflict\x18\x04 \x01(\v2\x12.raftrix.v1.IntentR\bconflict\x12!\n" +
-	"\fconflict_key\x18\x05 \x01(\fR\vconflictKey\"Q\n" +
+	"\fconflict_key\x18\x05 \x01(\fR\vconflictKey\x12\x1a\n" +
+	"\bresolved\x18\x06 \x01(\bR\bresolved\"Q\n" +
 	"\x15DestroyReplicaRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
 	"\n" +
@@ -2046,7 +2209,7 @@ func file_raftrix_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_raftrix_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_raftrix_v1_storage_proto_goTypes = []any{
 	(TxnRecord_Status)(0),          // 0: raftrix.v1.TxnRecord.Status
 	(*ValueRecord)(nil),            // 1: raftrix.v1.ValueRecord
@@ -2067,24 +2230,26 @@ var file_raftrix_v1_storage_proto_goTypes = []any{
 	(*TxnPush)(nil),                // 16: raftrix.v1.TxnPush
 	(*TxnHeartbeat)(nil),           // 17: raftrix.v1.TxnHeartbeat
 	(*ResolveIntents)(nil),         // 18: raftrix.v1.ResolveIntents
-	(*InternalRequest)(nil),        // 19: raftrix.v1.InternalRequest
-	(*InternalResponse)(nil),       // 20: raftrix.v1.InternalResponse
-	(*DestroyReplicaRequest)(nil),  // 21: raftrix.v1.DestroyReplicaRequest
-	(*DestroyReplicaResponse)(nil), // 22: raftrix.v1.DestroyReplicaResponse
-	(*ConfChangeContext)(nil),      // 23: raftrix.v1.ConfChangeContext
-	(*PutRequest)(nil),             // 24: raftrix.v1.PutRequest
-	(*DeleteRequest)(nil),          // 25: raftrix.v1.DeleteRequest
-	(*RangeDescriptor)(nil),        // 26: raftrix.v1.RangeDescriptor
-	(*TxnRequest)(nil),             // 27: raftrix.v1.TxnRequest
-	(*Compare)(nil),                // 28: raftrix.v1.Compare
-	(*RequestOp)(nil),              // 29: raftrix.v1.RequestOp
-	(*ResponseOp)(nil),             // 30: raftrix.v1.ResponseOp
-	(*TxnResponse)(nil),            // 31: raftrix.v1.TxnResponse
+	(*DeleteTxnRecords)(nil),       // 19: raftrix.v1.DeleteTxnRecords
+	(*TxnRecordRef)(nil),           // 20: raftrix.v1.TxnRecordRef
+	(*InternalRequest)(nil),        // 21: raftrix.v1.InternalRequest
+	(*InternalResponse)(nil),       // 22: raftrix.v1.InternalResponse
+	(*DestroyReplicaRequest)(nil),  // 23: raftrix.v1.DestroyReplicaRequest
+	(*DestroyReplicaResponse)(nil), // 24: raftrix.v1.DestroyReplicaResponse
+	(*ConfChangeContext)(nil),      // 25: raftrix.v1.ConfChangeContext
+	(*PutRequest)(nil),             // 26: raftrix.v1.PutRequest
+	(*DeleteRequest)(nil),          // 27: raftrix.v1.DeleteRequest
+	(*RangeDescriptor)(nil),        // 28: raftrix.v1.RangeDescriptor
+	(*TxnRequest)(nil),             // 29: raftrix.v1.TxnRequest
+	(*Compare)(nil),                // 30: raftrix.v1.Compare
+	(*RequestOp)(nil),              // 31: raftrix.v1.RequestOp
+	(*ResponseOp)(nil),             // 32: raftrix.v1.ResponseOp
+	(*TxnResponse)(nil),            // 33: raftrix.v1.TxnResponse
 }
 var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	7,  // 0: raftrix.v1.ValueRecord.intent:type_name -> raftrix.v1.Intent
-	24, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
-	25, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
+	26, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
+	27, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
 	10, // 3: raftrix.v1.RaftCommand.txn:type_name -> raftrix.v1.TxnOnePC
 	11, // 4: raftrix.v1.RaftCommand.prepare:type_name -> raftrix.v1.TxnPrepare
 	15, // 5: raftrix.v1.RaftCommand.end:type_name -> raftrix.v1.TxnEnd
@@ -2092,40 +2257,43 @@ var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	17, // 7: raftrix.v1.RaftCommand.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
 	18, // 8: raftrix.v1.RaftCommand.resolve:type_name -> raftrix.v1.ResolveIntents
 	3,  // 9: raftrix.v1.RaftCommand.split:type_name -> raftrix.v1.SplitRange
-	26, // 10: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	8,  // 11: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
-	8,  // 12: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
-	0,  // 13: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
-	27, // 14: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
-	28, // 15: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
-	12, // 16: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
-	12, // 17: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
-	29, // 18: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
-	7,  // 19: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
-	14, // 20: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
-	14, // 21: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
-	30, // 22: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
-	9,  // 23: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
-	11, // 24: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
-	15, // 25: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
-	16, // 26: raftrix.v1.InternalRequest.push:type_name -> raftrix.v1.TxnPush
-	17, // 27: raftrix.v1.InternalRequest.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
-	18, // 28: raftrix.v1.InternalRequest.resolve:type_name -> raftrix.v1.ResolveIntents
-	10, // 29: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
-	13, // 30: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
-	9,  // 31: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
-	31, // 32: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
-	7,  // 33: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
-	26, // 34: raftrix.v1.ConfChangeContext.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	19, // 35: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
-	21, // 36: raftrix.v1.Internal.DestroyReplica:input_type -> raftrix.v1.DestroyReplicaRequest
-	20, // 37: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
-	22, // 38: raftrix.v1.Internal.DestroyReplica:output_type -> raftrix.v1.DestroyReplicaResponse
-	37, // [37:39] is the sub-list for method output_type
-	35, // [35:37] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	19, // 10: raftrix.v1.RaftCommand.delete_records:type_name -> raftrix.v1.DeleteTxnRecords
+	28, // 11: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	8,  // 12: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
+	8,  // 13: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
+	0,  // 14: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
+	29, // 15: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
+	30, // 16: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
+	12, // 17: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
+	12, // 18: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
+	31, // 19: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
+	7,  // 20: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
+	14, // 21: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
+	14, // 22: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
+	32, // 23: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
+	9,  // 24: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
+	20, // 25: raftrix.v1.DeleteTxnRecords.records:type_name -> raftrix.v1.TxnRecordRef
+	11, // 26: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
+	15, // 27: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
+	16, // 28: raftrix.v1.InternalRequest.push:type_name -> raftrix.v1.TxnPush
+	17, // 29: raftrix.v1.InternalRequest.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
+	18, // 30: raftrix.v1.InternalRequest.resolve:type_name -> raftrix.v1.ResolveIntents
+	10, // 31: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
+	19, // 32: raftrix.v1.InternalRequest.delete_records:type_name -> raftrix.v1.DeleteTxnRecords
+	13, // 33: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
+	9,  // 34: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
+	33, // 35: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
+	7,  // 36: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
+	28, // 37: raftrix.v1.ConfChangeContext.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	21, // 38: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
+	23, // 39: raftrix.v1.Internal.DestroyReplica:input_type -> raftrix.v1.DestroyReplicaRequest
+	22, // 40: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
+	24, // 41: raftrix.v1.Internal.DestroyReplica:output_type -> raftrix.v1.DestroyReplicaResponse
+	40, // [40:42] is the sub-list for method output_type
+	38, // [38:40] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_storage_proto_init() }
@@ -2144,14 +2312,16 @@ func file_raftrix_v1_storage_proto_init() {
 		(*RaftCommand_Heartbeat)(nil),
 		(*RaftCommand_Resolve)(nil),
 		(*RaftCommand_Split)(nil),
+		(*RaftCommand_DeleteRecords)(nil),
 	}
-	file_raftrix_v1_storage_proto_msgTypes[18].OneofWrappers = []any{
+	file_raftrix_v1_storage_proto_msgTypes[20].OneofWrappers = []any{
 		(*InternalRequest_Prepare)(nil),
 		(*InternalRequest_End)(nil),
 		(*InternalRequest_Push)(nil),
 		(*InternalRequest_Heartbeat)(nil),
 		(*InternalRequest_Resolve)(nil),
 		(*InternalRequest_OnePc)(nil),
+		(*InternalRequest_DeleteRecords)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2159,7 +2329,7 @@ func file_raftrix_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_storage_proto_rawDesc), len(file_raftrix_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
