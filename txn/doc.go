@@ -17,8 +17,11 @@
 //     3. Decide: the branch is the AND of every compare. The commit point is
 //     one compare-and-set on the record, PENDING → COMMITTED (with the
 //     branch and a commit revision above every participant's revisions).
-//     4. Resolve: intents become values (or are dropped) asynchronously; the
-//     client is answered right after the commit point.
+//     The same command resolves the intents on the primary's range.
+//     4. Resolve: the other ranges' intents become values (or are dropped)
+//     asynchronously; the client is answered right after the commit point.
+//     Once every intent is resolved the record is garbage; deletions are
+//     batched per range (record_gc.go).
 //
 // Recovery: the coordinator heartbeats its record. Anyone who meets an
 // intent settles it from the record (Settle): COMMITTED → resolve forward;
