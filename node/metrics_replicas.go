@@ -29,6 +29,16 @@ func (n *Node) registerStateCollectors() error {
 			Name: "raftrix_ranges",
 			Help: "Ranges counted by this node: those it leads, and leaderless ones whose first replica is here. Summed over the nodes, the number of ranges.",
 		}, func() float64 { return n.countReplicas(n.countsRange) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "raftrix_lease_reads_total",
+			Help: "Linearizable reads served by the local leaders under their lease, without a ReadIndex round (summed over the current replicas: a removed replica's reads drop out).",
+		}, func() float64 {
+			total := 0.0
+			for _, r := range n.allReplicas() {
+				total += float64(r.LeaseReads())
+			}
+			return total
+		}),
 		n.metrics.engine,
 	}
 	for _, c := range cs {

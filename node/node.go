@@ -47,6 +47,9 @@ type Node struct {
 	lis       net.Listener
 	http      *httpEndpoint // nil without HTTPAddr/HTTPListener
 	started   time.Time
+	// votesFrom is when this node's replicas start granting votes
+	// (vote_delay.go).
+	votesFrom time.Time
 
 	stopTicker chan struct{}
 	tickerDone chan struct{}
@@ -94,6 +97,7 @@ func New(cfg Config) (*Node, error) {
 		logger:     cfg.Logger.With("node", cfg.NodeID),
 		hlc:        hlc.New(cfg.Clock),
 		started:    cfg.Clock.Now(),
+		votesFrom:  time.Now().Add(time.Duration(cfg.ElectionTicks) * cfg.TickInterval),
 		stopTicker: make(chan struct{}),
 		tickerDone: make(chan struct{}),
 	}
@@ -302,6 +306,7 @@ func (n *Node) addReplica(st *replica.Storage) error {
 			}()
 		},
 		ElectionTicks:        n.cfg.ElectionTicks,
+		LeaseDuration:        n.cfg.leaseDuration(),
 		LogTruncateThreshold: n.cfg.LogTruncateThreshold,
 	}, st)
 	if err != nil {

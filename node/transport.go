@@ -463,6 +463,9 @@ func (s *raftServer) step(fromNode uint64, rm *pb.RaftMessage) error {
 		return err
 	}
 	s.n.trans.learnRoute(desc, m.From, fromNode)
+	if s.n.ignoresVote(r, &m) {
+		return nil
+	}
 	step := r.Step
 	if rm.Quiesce {
 		step = r.StepQuiesce

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -47,6 +48,12 @@ type Config struct {
 	MaxSizePerMsg uint64
 	// MaxInflightMsgs bounds unacknowledged appends per follower (default 256).
 	MaxInflightMsgs int
+	// LeaseDuration is how long after a ReadIndex round was sent the leader
+	// serves reads without another (lease.go); 0 turns leases off. It must
+	// be shorter than ElectionTicks-1 ticks of every replica's clock.
+	LeaseDuration time.Duration
+	// Now is the clock leases are measured by (default time.Now).
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -64,6 +71,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInflightMsgs == 0 {
 		c.MaxInflightMsgs = 256
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Notify == nil {
 		c.Notify = func() {}
@@ -88,6 +98,8 @@ type Replica struct {
 	logger    *slog.Logger
 	// writes counts applied write commands, for load-based splits.
 	writes atomic.Uint64
+	// leaseReads counts reads served under the leader's lease.
+	leaseReads atomic.Uint64
 
 	// mu guards the RawNode and everything the Raft loop shares with request
 	// goroutines. The node's scheduler guarantees that only one goroutine at a
@@ -103,7 +115,8 @@ type Replica struct {
 		// reads holds those of requests sent, by request context. One
 		// request serves every read queued before it (see ReadIndex).
 		readQueue []chan uint64
-		reads     map[string][]chan uint64
+		reads     map[string]*readRequest
+		lease     leaderLease // see lease.go
 		applyWait []applyWaiter
 		// incoming holds received snapshot data by index until Raft hands
 		// the snapshot back in a Ready (or a newer one supersedes it).
@@ -161,7 +174,7 @@ func New(cfg Config, st *Storage) (*Replica, error) {
 	}
 	r.mu.rn = rn
 	r.mu.proposals = make(map[uint64]chan Result)
-	r.mu.reads = make(map[string][]chan uint64)
+	r.mu.reads = make(map[string]*readRequest)
 	r.mu.incoming = make(map[uint64]*incomingSnapshot)
 	return r, nil
 }

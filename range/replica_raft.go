@@ -85,10 +85,16 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 		return ErrRemoved
 	}
 	r.setQuiescedLocked(false) // see Propose
-	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+	st := r.mu.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
 		err := r.notLeaderLocked()
 		r.mu.Unlock()
 		return err
+	}
+	if index, ok := r.leaseReadIndexLocked(st.Term, st.Commit); ok {
+		r.mu.Unlock()
+		r.leaseReads.Add(1)
+		return r.waitApplied(ctx, index)
 	}
 	r.mu.readQueue = append(r.mu.readQueue, ch)
 	r.mu.Unlock()
@@ -112,20 +118,20 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 
 // sendQueuedReadsLocked sends one ReadIndex request for the queued reads,
 // or fails them if this replica is no longer the leader.
+// A lease refresh (lease.go) is such a request, possibly without reads.
 func (r *Replica) sendQueuedReadsLocked() {
-	if len(r.mu.readQueue) == 0 {
+	if len(r.mu.readQueue) == 0 && !r.mu.lease.wantRefresh {
 		return
 	}
-	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
-		for _, ch := range r.mu.readQueue {
-			close(ch)
-		}
-		r.mu.readQueue = nil
+	r.mu.lease.wantRefresh = false
+	st := r.mu.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		r.failReadsLocked()
 		return
 	}
 	id := make([]byte, 8)
 	binary.LittleEndian.PutUint64(id, newRequestID())
-	r.mu.reads[string(id)] = r.mu.readQueue
+	r.mu.reads[string(id)] = &readRequest{reads: r.mu.readQueue, sentAt: r.cfg.Now(), term: st.Term}
 	r.mu.readQueue = nil
 	r.mu.rn.ReadIndex(id)
 }
@@ -133,8 +139,8 @@ func (r *Replica) sendQueuedReadsLocked() {
 // failReadsLocked answers every waiting read: the replica lost leadership
 // or closed. A read is safe to retry elsewhere.
 func (r *Replica) failReadsLocked() {
-	for id, chs := range r.mu.reads {
-		for _, ch := range chs {
+	for id, req := range r.mu.reads {
+		for _, ch := range req.reads {
 			close(ch)
 		}
 		delete(r.mu.reads, id)
@@ -143,6 +149,7 @@ func (r *Replica) failReadsLocked() {
 		close(ch)
 	}
 	r.mu.readQueue = nil
+	r.mu.lease.refreshing = false
 }
 
 // Ready returns the replica's pending Ready, if any. The caller must pass it
@@ -167,7 +174,12 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 		}
 	}
 	for _, rs := range rd.ReadStates {
-		for _, ch := range r.mu.reads[string(rs.RequestCtx)] {
+		req, ok := r.mu.reads[string(rs.RequestCtx)]
+		if !ok {
+			continue
+		}
+		r.extendLeaseLocked(req)
+		for _, ch := range req.reads {
 			ch <- rs.Index
 		}
 		delete(r.mu.reads, string(rs.RequestCtx))

@@ -130,9 +130,13 @@ func (r *Replica) TransferLeader(replicaID uint64) error {
 	if r.mu.closed {
 		return ErrRemoved
 	}
-	if r.mu.rn.BasicStatus().RaftState != raft.StateLeader {
+	st := r.mu.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
 		return r.notLeaderLocked()
 	}
+	// The target will campaign with a flag that voters obey inside their
+	// lease: this leader's lease ends now, for good (lease.go).
+	r.mu.lease.noLeaseTerm = st.Term
 	r.setQuiescedLocked(false)
 	r.mu.rn.TransferLeader(replicaID)
 	r.cfg.Notify()
