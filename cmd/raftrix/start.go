@@ -85,7 +85,7 @@ size): at 100 a node spent about a tenth of its CPU collecting, and 300 gave
 	fs.StringVar(&f.join, "join", "", "join the running cluster that the node at this address belongs to (instead of --id and --peers)")
 	fs.IntVar(&f.ranges, "ranges", 64, "number of initial ranges, splitting the key space evenly")
 	fs.StringSliceVar(&f.splitKeys, "split-keys", nil, "initial range boundaries instead of --ranges, e.g. a,m,t")
-	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "Raft tick; an election takes 10 ticks")
+	fs.DurationVar(&f.tick, "tick", 100*time.Millisecond, "Raft tick; an election takes 10 ticks, a leader lease 8 (every node of a cluster must use the same)")
 	fs.IntVar(&f.maxKeySize, "max-key-size", defaults.MaxKeySize, "largest key accepted, in bytes")
 	fs.IntVar(&f.maxValueSize, "max-value-size", defaults.MaxValueSize, "largest value accepted, in bytes")
 	fs.IntVar(&f.maxTxnOps, "max-txn-ops", defaults.MaxTxnOps, "most compares plus operations in one transaction")
