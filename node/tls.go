@@ -1,17 +1,17 @@
 package node
 
 import (
-	"time"
-
 	"context"
 	"errors"
-	"google.golang.org/grpc/keepalive"
+	"runtime"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -57,6 +57,12 @@ func (n *Node) serverOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		// Stop must not close the engine under a handler still running.
 		grpc.WaitForHandlers(true),
+		// Serve requests on reused goroutines: a fresh goroutine per
+		// request grew its stack on every call (runtime.copystack was 12%
+		// of a node's CPU under 256 clients' reads). 16 per CPU measured
+		// like 64 per CPU; streams beyond them still get goroutines of their
+		// own. scripts/ab.sh: gets 95% 1.17x, puts 1.06x.
+		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),
 	}
 	if n.cfg.TLS == nil {
 		return opts
