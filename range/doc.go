@@ -32,7 +32,4 @@
 //   - The node's RecordCache never lags the engine: every write to a user key
 //     goes through the state machine, which updates it, and a snapshot clears
 //     it. It is what apply reads first ("the engine" above includes it).
-//   - A leader does not send followers empty appends that only carry a new
-//     commit index (commit_notice.go); they learn it with the next append or
-//     heartbeat.
 package replica

@@ -172,6 +172,14 @@ func (r *Replica) maybeTruncate() error {
 	// so no crash can keep it and lose the state it depends on.
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// The node may have closed and destroyed the replica (removed from its
+	// range) while this round applied its entries: its log is gone, and
+	// truncating would fail on the missing entries (nemesis: "requested
+	// index is unavailable due to compaction"). Close takes mu, so a replica
+	// open here stays so until the truncation is committed.
+	if r.mu.closed {
+		return nil
+	}
 	t, err := r.storage.truncateTo(b, index)
 	if err != nil {
 		return err

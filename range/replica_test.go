@@ -412,3 +412,35 @@ func TestReplicaOverwritesUncommittedTail(t *testing.T) {
 		t.Fatalf("stranded proposal: %+v, %v; want ErrAmbiguousResult", lostRes, lostErr)
 	}
 }
+
+// TestTruncateAfterDestroyIsANoOp: the node may close and destroy a replica
+// removed from its range while a scheduler round is still applying its
+// entries; the round's log truncation then finds the log gone and must do
+// nothing, not fail (a failed truncation stops the node). Found by the
+// nemesis: "requested index is unavailable due to compaction".
+func TestTruncateAfterDestroyIsANoOp(t *testing.T) {
+	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	for i := 0; i < 30; i++ {
+		g.mustPut(1, fmt.Sprint("k", i), "v", int64(i+1))
+	}
+	r := g.reps[1]
+	desc := r.Descriptor()
+	r.Close()
+	b := g.dbs[1].NewBatch()
+	if err := DestroyData(b, desc, r.ReplicaID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	// The round goes on with what it knew: a log long enough to truncate,
+	// none of it cached any more.
+	r.cfg.LogTruncateThreshold = 10
+	r.storage.mu.Lock()
+	r.storage.mu.cache.dropTo(r.storage.mu.lastIndex)
+	r.storage.mu.Unlock()
+	if err := r.maybeTruncate(); err != nil {
+		t.Fatalf("truncating a destroyed replica's log: %v", err)
+	}
+}
