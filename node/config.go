@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"go.etcd.io/raft/v3/raftpb"
 	"log/slog"
 	"net"
 	"runtime"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
 	"github.com/raftrix/raftrixdb/internal/tlsutil"

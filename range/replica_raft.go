@@ -78,7 +78,6 @@ func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, err
 // after a read arrived confirms leadership at a time after the read began,
 // which is all linearizability asks.
 func (r *Replica) ReadIndex(ctx context.Context) error {
-	ch := make(chan uint64, 1)
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
@@ -96,6 +95,7 @@ func (r *Replica) ReadIndex(ctx context.Context) error {
 		r.leaseReads.Add(1)
 		return r.waitApplied(ctx, index)
 	}
+	ch := make(chan uint64, 1)
 	r.mu.readQueue = append(r.mu.readQueue, ch)
 	r.mu.Unlock()
 	r.cfg.Notify()

@@ -1449,7 +1449,9 @@ func (x *TxnHeartbeat) GetHeartbeat() int64 {
 
 // ResolveIntents applies (COMMITTED) or drops (ABORTED) a transaction's
 // intents on keys of one range, and deletes its record if it is on this
-// range and delete_record is set.
+// range and delete_record is set. Coordinators no longer set delete_record
+// (records go in DeleteTxnRecords batches); it is still applied for
+// entries already in Raft logs.
 type ResolveIntents struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TxnId         []byte                 `protobuf:"bytes,1,opt,name=txn_id,json=txnId,proto3" json:"txn_id,omitempty"`
