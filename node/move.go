@@ -277,8 +277,12 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 		return nil
 	}
 	desc := r.Descriptor()
-	r.Close()
+	// Out of the registry first, so no new scheduler round picks the replica
+	// up, then wait out a round that already has it: that round's log and
+	// apply batches would otherwise write its keys back after destroyData.
 	n.removeFromRegistry(rangeID)
+	n.sched.waitIdle(rangeID)
+	r.Close()
 	if err := n.destroyData(desc, replicaID); err != nil {
 		return err
 	}

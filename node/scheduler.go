@@ -36,7 +36,8 @@ type scheduler struct {
 
 	mu struct {
 		sync.Mutex
-		cond    *sync.Cond
+		cond    *sync.Cond // signalled when a range is queued
+		idle    *sync.Cond // broadcast when a worker finishes a batch
 		queue   []uint64
 		flags   map[uint64]schedFlags
 		stopped bool
@@ -46,6 +47,7 @@ type scheduler struct {
 func newScheduler(workers int, process func([]scheduledRange)) *scheduler {
 	s := &scheduler{process: process, workers: workers}
 	s.mu.cond = sync.NewCond(&s.mu.Mutex)
+	s.mu.idle = sync.NewCond(&s.mu.Mutex)
 	s.mu.flags = make(map[uint64]schedFlags)
 	return s
 }
@@ -129,7 +131,23 @@ func (s *scheduler) worker() {
 			}
 			s.mu.flags[sr.rangeID] = f
 		}
+		s.mu.idle.Broadcast()
 		s.mu.Unlock()
+	}
+}
+
+// waitIdle returns once no worker is processing the range. A range taken out
+// of the node's registry first is never processed again after that (a round
+// skips ranges it cannot find), so the caller then owns the replica: it can
+// close it and delete its data without a round's apply batch writing keys
+// of the deleted replica back.
+func (s *scheduler) waitIdle(rangeID uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A worker always finishes its batch and clears the flags, even when the
+	// scheduler is stopping.
+	for s.mu.flags[rangeID]&flagProcessing != 0 {
+		s.mu.idle.Wait()
 	}
 }
 
