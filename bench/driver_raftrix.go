@@ -21,6 +21,9 @@ import (
 // it. The endpoints are the client's seeds (placement lookups, and requests
 // whose leader is unknown). The client keeps one connection per node it
 // talks to, shared by all workers; DriverConfig.Conns does not apply.
+// Workers' concurrent gets, puts and deletes to one node go out together
+// in KV.Batch calls, as any application's would (client/batch.go); etcd's
+// client sends each request as its own call.
 //
 // The client retries what is safe to retry (reads on Unavailable, writes
 // the node refused before doing anything) within the operation's deadline,

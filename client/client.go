@@ -61,6 +61,8 @@ type DB struct {
 		// conns holds one connection per address (seeds and leaders),
 		// created on first use and shared by all requests.
 		conns map[string]*grpc.ClientConn
+		// batchers batches each connection's concurrent requests.
+		batchers map[string]*batcher
 		// nodes maps node IDs to addresses, learned from lookups, routing
 		// hints and ListNodes.
 		nodes map[uint64]string
@@ -71,13 +73,15 @@ type DB struct {
 	stats stats
 }
 
-// stats counts routing events, for tests.
+// stats counts routing and batching events, for tests.
 type stats struct {
 	lookups, listNodes atomic.Int64
 	// direct counts answers served by the leader the request was sent to;
 	// forwarded counts answers served by another node than the target.
 	direct, forwarded atomic.Int64
 	routingErrors     atomic.Int64
+	// batches counts KV.Batch calls, batchedRequests the requests in them.
+	batches, batchedRequests atomic.Int64
 }
 
 // New returns a DB for a cluster. Connections are made lazily.
@@ -94,6 +98,7 @@ func New(cfg Config) (*DB, error) {
 	db := &DB{cfg: cfg, seeds: append([]string(nil), cfg.Endpoints...), cache: newRangeCache()}
 	db.bgCtx, db.bgCancel = context.WithCancel(context.Background())
 	db.mu.conns = map[string]*grpc.ClientConn{}
+	db.mu.batchers = map[string]*batcher{}
 	db.mu.nodes = map[uint64]string{}
 	db.mu.failedAt = map[string]time.Time{}
 	for _, ep := range cfg.Endpoints {
@@ -112,6 +117,7 @@ func (db *DB) Close() error {
 	db.mu.closed = true
 	conns := db.mu.conns
 	db.mu.conns = map[string]*grpc.ClientConn{}
+	db.mu.batchers = map[string]*batcher{}
 	db.mu.Unlock()
 	var first error
 	for _, c := range conns {
@@ -186,7 +192,7 @@ func (db *DB) call(ctx context.Context, key []byte, write bool, f func(context.C
 			}
 			now = true
 		} else {
-			hdr, err := f(ctx, pb.NewKVClient(conn))
+			hdr, err := f(ctx, db.kv(t.addr, conn))
 			if err == nil {
 				if key != nil {
 					db.learnHeader(key, t, hdr)

@@ -25,6 +25,11 @@
 // range by range; a transaction within one range goes to its leader, others
 // to the seeds in turn.
 //
+// Get, Put and Delete requests that many goroutines send to the same node at
+// once travel together in one KV.Batch call, each still its own operation
+// with its own result (batch.go): a busy client pays one RPC for many
+// requests, a lone caller sees plain calls.
+//
 // Retries never apply a write twice. A request is sent only on a connection
 // that is up, so one that could not be sent goes elsewhere, write or not.
 // Once sent, a read is retried on any Unavailable answer, a write only when

@@ -52,3 +52,9 @@ func CachedRanges(db *DB) []CachedRange {
 	}
 	return out
 }
+
+// BatchStats returns how many KV.Batch calls db made and how many requests
+// they carried.
+func BatchStats(db *DB) (batches, requests int64) {
+	return db.stats.batches.Load(), db.stats.batchedRequests.Load()
+}

@@ -98,7 +98,20 @@ func (db *DB) conn(addr string) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	db.mu.conns[addr] = c
+	db.mu.batchers[addr] = newBatcher(pb.NewKVClient(c), &db.stats)
 	return c, nil
+}
+
+// kv returns the KV API of the node at addr, whose connection conn() has
+// made: Get, Put and Delete go through the node's batcher (batch.go).
+func (db *DB) kv(addr string, conn *grpc.ClientConn) pb.KVClient {
+	db.mu.RLock()
+	b := db.mu.batchers[addr]
+	db.mu.RUnlock()
+	if b == nil { // closed meanwhile: the plain client fails as it should
+		return pb.NewKVClient(conn)
+	}
+	return batchingKV{KVClient: b.kv, b: b}
 }
 
 // waitReady waits until conn is connected, so that a request is only sent

@@ -9,6 +9,7 @@ package raftrixpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1554,12 +1555,388 @@ func (x *TxnResponse) GetRevision() int64 {
 	return 0
 }
 
+// BatchRequest holds up to 1,000 independent requests.
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*BatchItem           `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BatchRequest) GetItems() []*BatchItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type BatchItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*BatchItem_Get
+	//	*BatchItem_Put
+	//	*BatchItem_Delete
+	Request isBatchItem_Request `protobuf_oneof:"request"`
+	// How long the item may take, from when the node receives the batch
+	// (0: the batch's own deadline). A batch carries requests of several
+	// callers, each with its own deadline.
+	TimeoutMicros int64 `protobuf:"varint,4,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchItem) Reset() {
+	*x = BatchItem{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchItem) ProtoMessage() {}
+
+func (x *BatchItem) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchItem.ProtoReflect.Descriptor instead.
+func (*BatchItem) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *BatchItem) GetRequest() isBatchItem_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *BatchItem) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchItem) GetTimeoutMicros() int64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return 0
+}
+
+type isBatchItem_Request interface {
+	isBatchItem_Request()
+}
+
+type BatchItem_Get struct {
+	Get *GetRequest `protobuf:"bytes,1,opt,name=get,proto3,oneof"`
+}
+
+type BatchItem_Put struct {
+	Put *PutRequest `protobuf:"bytes,2,opt,name=put,proto3,oneof"`
+}
+
+type BatchItem_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
+}
+
+func (*BatchItem_Get) isBatchItem_Request() {}
+
+func (*BatchItem_Put) isBatchItem_Request() {}
+
+func (*BatchItem_Delete) isBatchItem_Request() {}
+
+// BatchResponse has one result per item, in the items' order.
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*BatchResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *BatchResponse) GetResults() []*BatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type BatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*BatchResult_Get
+	//	*BatchResult_Put
+	//	*BatchResult_Delete
+	//	*BatchResult_Error
+	Result        isBatchResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResult) Reset() {
+	*x = BatchResult{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResult) ProtoMessage() {}
+
+func (x *BatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
+func (*BatchResult) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BatchResult) GetResult() isBatchResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *BatchResult) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetError() *Status {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isBatchResult_Result interface {
+	isBatchResult_Result()
+}
+
+type BatchResult_Get struct {
+	Get *GetResponse `protobuf:"bytes,1,opt,name=get,proto3,oneof"`
+}
+
+type BatchResult_Put struct {
+	Put *PutResponse `protobuf:"bytes,2,opt,name=put,proto3,oneof"`
+}
+
+type BatchResult_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
+}
+
+type BatchResult_Error struct {
+	// The item failed: the status its own call would have returned.
+	Error *Status `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+func (*BatchResult_Get) isBatchResult_Result() {}
+
+func (*BatchResult_Put) isBatchResult_Result() {}
+
+func (*BatchResult_Delete) isBatchResult_Result() {}
+
+func (*BatchResult_Error) isBatchResult_Result() {}
+
+// Status is a gRPC status, with the same fields as google.rpc.Status (so
+// a RoutingError detail travels as it does on a single call).
+type Status struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Details       []*anypb.Any           `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Status) Reset() {
+	*x = Status{}
+	mi := &file_raftrix_v1_kv_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Status) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Status) ProtoMessage() {}
+
+func (x *Status) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_kv_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Status.ProtoReflect.Descriptor instead.
+func (*Status) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_kv_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Status) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Status) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Status) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
 var File_raftrix_v1_kv_proto protoreflect.FileDescriptor
 
 const file_raftrix_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"\x13raftrix/v1/kv.proto\x12\n" +
-	"raftrix.v1\"\x98\x01\n" +
+	"raftrix.v1\x1a\x19google/protobuf/any.proto\"\x98\x01\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12'\n" +
@@ -1682,13 +2059,34 @@ const file_raftrix_v1_kv_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x1a.raftrix.v1.ResponseHeaderR\x06header\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x124\n" +
 	"\tresponses\x18\x03 \x03(\v2\x16.raftrix.v1.ResponseOpR\tresponses\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision2\xa8\x02\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\";\n" +
+	"\fBatchRequest\x12+\n" +
+	"\x05items\x18\x01 \x03(\v2\x15.raftrix.v1.BatchItemR\x05items\"\xca\x01\n" +
+	"\tBatchItem\x12*\n" +
+	"\x03get\x18\x01 \x01(\v2\x16.raftrix.v1.GetRequestH\x00R\x03get\x12*\n" +
+	"\x03put\x18\x02 \x01(\v2\x16.raftrix.v1.PutRequestH\x00R\x03put\x123\n" +
+	"\x06delete\x18\x03 \x01(\v2\x19.raftrix.v1.DeleteRequestH\x00R\x06delete\x12%\n" +
+	"\x0etimeout_micros\x18\x04 \x01(\x03R\rtimeoutMicrosB\t\n" +
+	"\arequest\"B\n" +
+	"\rBatchResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.raftrix.v1.BatchResultR\aresults\"\xd3\x01\n" +
+	"\vBatchResult\x12+\n" +
+	"\x03get\x18\x01 \x01(\v2\x17.raftrix.v1.GetResponseH\x00R\x03get\x12+\n" +
+	"\x03put\x18\x02 \x01(\v2\x17.raftrix.v1.PutResponseH\x00R\x03put\x124\n" +
+	"\x06delete\x18\x03 \x01(\v2\x1a.raftrix.v1.DeleteResponseH\x00R\x06delete\x12*\n" +
+	"\x05error\x18\x04 \x01(\v2\x12.raftrix.v1.StatusH\x00R\x05errorB\b\n" +
+	"\x06result\"f\n" +
+	"\x06Status\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails2\xe6\x02\n" +
 	"\x02KV\x126\n" +
 	"\x03Get\x12\x16.raftrix.v1.GetRequest\x1a\x17.raftrix.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x16.raftrix.v1.PutRequest\x1a\x17.raftrix.v1.PutResponse\x12?\n" +
 	"\x06Delete\x12\x19.raftrix.v1.DeleteRequest\x1a\x1a.raftrix.v1.DeleteResponse\x129\n" +
 	"\x04Scan\x12\x17.raftrix.v1.ScanRequest\x1a\x18.raftrix.v1.ScanResponse\x126\n" +
-	"\x03Txn\x12\x16.raftrix.v1.TxnRequest\x1a\x17.raftrix.v1.TxnResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
+	"\x03Txn\x12\x16.raftrix.v1.TxnRequest\x1a\x17.raftrix.v1.TxnResponse\x12<\n" +
+	"\x05Batch\x12\x18.raftrix.v1.BatchRequest\x1a\x19.raftrix.v1.BatchResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
 
 var (
 	file_raftrix_v1_kv_proto_rawDescOnce sync.Once
@@ -1703,7 +2101,7 @@ func file_raftrix_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_raftrix_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_raftrix_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_raftrix_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_raftrix_v1_kv_proto_goTypes = []any{
 	(RoutingError_Reason)(0),    // 0: raftrix.v1.RoutingError.Reason
 	(ReplicaDescriptor_Type)(0), // 1: raftrix.v1.ReplicaDescriptor.Type
@@ -1727,6 +2125,12 @@ var file_raftrix_v1_kv_proto_goTypes = []any{
 	(*ResponseOp)(nil),          // 19: raftrix.v1.ResponseOp
 	(*TxnRequest)(nil),          // 20: raftrix.v1.TxnRequest
 	(*TxnResponse)(nil),         // 21: raftrix.v1.TxnResponse
+	(*BatchRequest)(nil),        // 22: raftrix.v1.BatchRequest
+	(*BatchItem)(nil),           // 23: raftrix.v1.BatchItem
+	(*BatchResponse)(nil),       // 24: raftrix.v1.BatchResponse
+	(*BatchResult)(nil),         // 25: raftrix.v1.BatchResult
+	(*Status)(nil),              // 26: raftrix.v1.Status
+	(*anypb.Any)(nil),           // 27: google.protobuf.Any
 }
 var file_raftrix_v1_kv_proto_depIdxs = []int32{
 	5,  // 0: raftrix.v1.GetResponse.header:type_name -> raftrix.v1.ResponseHeader
@@ -1754,21 +2158,33 @@ var file_raftrix_v1_kv_proto_depIdxs = []int32{
 	18, // 22: raftrix.v1.TxnRequest.failure:type_name -> raftrix.v1.RequestOp
 	5,  // 23: raftrix.v1.TxnResponse.header:type_name -> raftrix.v1.ResponseHeader
 	19, // 24: raftrix.v1.TxnResponse.responses:type_name -> raftrix.v1.ResponseOp
-	6,  // 25: raftrix.v1.KV.Get:input_type -> raftrix.v1.GetRequest
-	8,  // 26: raftrix.v1.KV.Put:input_type -> raftrix.v1.PutRequest
-	10, // 27: raftrix.v1.KV.Delete:input_type -> raftrix.v1.DeleteRequest
-	12, // 28: raftrix.v1.KV.Scan:input_type -> raftrix.v1.ScanRequest
-	20, // 29: raftrix.v1.KV.Txn:input_type -> raftrix.v1.TxnRequest
-	7,  // 30: raftrix.v1.KV.Get:output_type -> raftrix.v1.GetResponse
-	9,  // 31: raftrix.v1.KV.Put:output_type -> raftrix.v1.PutResponse
-	11, // 32: raftrix.v1.KV.Delete:output_type -> raftrix.v1.DeleteResponse
-	13, // 33: raftrix.v1.KV.Scan:output_type -> raftrix.v1.ScanResponse
-	21, // 34: raftrix.v1.KV.Txn:output_type -> raftrix.v1.TxnResponse
-	30, // [30:35] is the sub-list for method output_type
-	25, // [25:30] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	23, // 25: raftrix.v1.BatchRequest.items:type_name -> raftrix.v1.BatchItem
+	6,  // 26: raftrix.v1.BatchItem.get:type_name -> raftrix.v1.GetRequest
+	8,  // 27: raftrix.v1.BatchItem.put:type_name -> raftrix.v1.PutRequest
+	10, // 28: raftrix.v1.BatchItem.delete:type_name -> raftrix.v1.DeleteRequest
+	25, // 29: raftrix.v1.BatchResponse.results:type_name -> raftrix.v1.BatchResult
+	7,  // 30: raftrix.v1.BatchResult.get:type_name -> raftrix.v1.GetResponse
+	9,  // 31: raftrix.v1.BatchResult.put:type_name -> raftrix.v1.PutResponse
+	11, // 32: raftrix.v1.BatchResult.delete:type_name -> raftrix.v1.DeleteResponse
+	26, // 33: raftrix.v1.BatchResult.error:type_name -> raftrix.v1.Status
+	27, // 34: raftrix.v1.Status.details:type_name -> google.protobuf.Any
+	6,  // 35: raftrix.v1.KV.Get:input_type -> raftrix.v1.GetRequest
+	8,  // 36: raftrix.v1.KV.Put:input_type -> raftrix.v1.PutRequest
+	10, // 37: raftrix.v1.KV.Delete:input_type -> raftrix.v1.DeleteRequest
+	12, // 38: raftrix.v1.KV.Scan:input_type -> raftrix.v1.ScanRequest
+	20, // 39: raftrix.v1.KV.Txn:input_type -> raftrix.v1.TxnRequest
+	22, // 40: raftrix.v1.KV.Batch:input_type -> raftrix.v1.BatchRequest
+	7,  // 41: raftrix.v1.KV.Get:output_type -> raftrix.v1.GetResponse
+	9,  // 42: raftrix.v1.KV.Put:output_type -> raftrix.v1.PutResponse
+	11, // 43: raftrix.v1.KV.Delete:output_type -> raftrix.v1.DeleteResponse
+	13, // 44: raftrix.v1.KV.Scan:output_type -> raftrix.v1.ScanResponse
+	21, // 45: raftrix.v1.KV.Txn:output_type -> raftrix.v1.TxnResponse
+	24, // 46: raftrix.v1.KV.Batch:output_type -> raftrix.v1.BatchResponse
+	41, // [41:47] is the sub-list for method output_type
+	35, // [35:41] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_kv_proto_init() }
@@ -1788,13 +2204,24 @@ func file_raftrix_v1_kv_proto_init() {
 		(*ResponseOp_Put)(nil),
 		(*ResponseOp_Delete)(nil),
 	}
+	file_raftrix_v1_kv_proto_msgTypes[19].OneofWrappers = []any{
+		(*BatchItem_Get)(nil),
+		(*BatchItem_Put)(nil),
+		(*BatchItem_Delete)(nil),
+	}
+	file_raftrix_v1_kv_proto_msgTypes[21].OneofWrappers = []any{
+		(*BatchResult_Get)(nil),
+		(*BatchResult_Put)(nil),
+		(*BatchResult_Delete)(nil),
+		(*BatchResult_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_kv_proto_rawDesc), len(file_raftrix_v1_kv_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	KV_Delete_FullMethodName = "/raftrix.v1.KV/Delete"
 	KV_Scan_FullMethodName   = "/raftrix.v1.KV/Scan"
 	KV_Txn_FullMethodName    = "/raftrix.v1.KV/Txn"
+	KV_Batch_FullMethodName  = "/raftrix.v1.KV/Batch"
 )
 
 // KVClient is the client API for KV service.
@@ -44,6 +45,12 @@ type KVClient interface {
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
 	// Txn runs an etcd-style transaction atomically across ranges.
 	Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error)
+	// Batch runs independent gets, puts and deletes in one call, each as if
+	// sent on its own (in parallel, in no particular order; each succeeds or
+	// fails alone). It is not a transaction: use Txn for atomicity. The Go
+	// client sends requests that many goroutines issue at once to the same
+	// node this way, to pay one RPC's cost for all of them.
+	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
 }
 
 type kVClient struct {
@@ -104,6 +111,16 @@ func (c *kVClient) Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOpt
 	return out, nil
 }
 
+func (c *kVClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchResponse)
+	err := c.cc.Invoke(ctx, KV_Batch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -122,6 +139,12 @@ type KVServer interface {
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
 	// Txn runs an etcd-style transaction atomically across ranges.
 	Txn(context.Context, *TxnRequest) (*TxnResponse, error)
+	// Batch runs independent gets, puts and deletes in one call, each as if
+	// sent on its own (in parallel, in no particular order; each succeeds or
+	// fails alone). It is not a transaction: use Txn for atomicity. The Go
+	// client sends requests that many goroutines issue at once to the same
+	// node this way, to pay one RPC's cost for all of them.
+	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -146,6 +169,9 @@ func (UnimplementedKVServer) Scan(context.Context, *ScanRequest) (*ScanResponse,
 }
 func (UnimplementedKVServer) Txn(context.Context, *TxnRequest) (*TxnResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Txn not implemented")
+}
+func (UnimplementedKVServer) Batch(context.Context, *BatchRequest) (*BatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Batch not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -258,6 +284,24 @@ func _KV_Txn_Handler(srv interface{}, ctx context.Context, dec func(interface{})
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Batch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Batch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Batch(ctx, req.(*BatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +328,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Txn",
 			Handler:    _KV_Txn_Handler,
+		},
+		{
+			MethodName: "Batch",
+			Handler:    _KV_Batch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
