@@ -106,11 +106,7 @@ func TestRequestsQueuedBehindBusySlotsGoAsOneBatch(t *testing.T) {
 		wg.Add(1)
 		go put(i, keyOf(i))
 	}
-	waitUntil(t, func() bool {
-		kv.b.mu.Lock()
-		defer kv.b.mu.Unlock()
-		return len(kv.b.mu.queue) == 10
-	})
+	waitUntil(t, func() bool { return kv.b.Queued() == 10 })
 	if s, b := f.calls(); s != maxBatchesInFlight || len(b) != 0 {
 		t.Fatalf("with every slot busy: %d single calls and %d batches, want %d and 0", s, len(b), maxBatchesInFlight)
 	}

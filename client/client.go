@@ -62,7 +62,7 @@ type DB struct {
 		// created on first use and shared by all requests.
 		conns map[string]*grpc.ClientConn
 		// batchers batches each connection's concurrent requests.
-		batchers map[string]*batcher
+		batchers map[string]*kvBatcher
 		// nodes maps node IDs to addresses, learned from lookups, routing
 		// hints and ListNodes.
 		nodes map[uint64]string
@@ -98,7 +98,7 @@ func New(cfg Config) (*DB, error) {
 	db := &DB{cfg: cfg, seeds: append([]string(nil), cfg.Endpoints...), cache: newRangeCache()}
 	db.bgCtx, db.bgCancel = context.WithCancel(context.Background())
 	db.mu.conns = map[string]*grpc.ClientConn{}
-	db.mu.batchers = map[string]*batcher{}
+	db.mu.batchers = map[string]*kvBatcher{}
 	db.mu.nodes = map[uint64]string{}
 	db.mu.failedAt = map[string]time.Time{}
 	for _, ep := range cfg.Endpoints {
@@ -117,7 +117,7 @@ func (db *DB) Close() error {
 	db.mu.closed = true
 	conns := db.mu.conns
 	db.mu.conns = map[string]*grpc.ClientConn{}
-	db.mu.batchers = map[string]*batcher{}
+	db.mu.batchers = map[string]*kvBatcher{}
 	db.mu.Unlock()
 	var first error
 	for _, c := range conns {

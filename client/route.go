@@ -111,7 +111,7 @@ func (db *DB) kv(addr string, conn *grpc.ClientConn) pb.KVClient {
 	if b == nil { // closed meanwhile: the plain client fails as it should
 		return pb.NewKVClient(conn)
 	}
-	return batchingKV{KVClient: b.kv, b: b}
+	return batchingKV{KVClient: pb.NewKVClient(conn), b: b}
 }
 
 // waitReady waits until conn is connected, so that a request is only sent

@@ -17,7 +17,8 @@ func putItem(key, value string) *pb.BatchItem {
 
 // TestBatchRunsEachItemAsItsOwnCall sends one batch to one node with puts
 // to keys of all ranges (most led by other nodes, so forwarded), a get, a
-// delete, a failing compare-and-set and an invalid put: each item gets the
+// delete, a failing compare-and-set, an invalid put and a two-range
+// transaction: each item gets the
 // answer its own call would have had, and the good ones take effect.
 func TestBatchRunsEachItemAsItsOwnCall(t *testing.T) {
 	c, ctx := startCluster(t, 4)
@@ -41,6 +42,11 @@ func TestBatchRunsEachItemAsItsOwnCall(t *testing.T) {
 		&pb.BatchItem{Request: &pb.BatchItem_Delete{Delete: &pb.DeleteRequest{Key: []byte("gone")}}},
 		&pb.BatchItem{Request: &pb.BatchItem_Put{Put: &pb.PutRequest{Key: []byte("read"), Value: []byte("no"), ExpectedModRevision: &rev}}},
 		putItem("", "empty key"),
+		// A transaction over two ranges, coordinated by the node.
+		&pb.BatchItem{Request: &pb.BatchItem_Txn{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
+			{Request: &pb.RequestOp_Put{Put: &pb.PutRequest{Key: []byte("\x10-txn"), Value: []byte("t1")}}},
+			{Request: &pb.RequestOp_Put{Put: &pb.PutRequest{Key: []byte("\xd0-txn"), Value: []byte("t2")}}},
+		}}}},
 	)
 	resp, err := kv.Batch(ctx, &pb.BatchRequest{Items: items})
 	if err != nil {
@@ -67,12 +73,22 @@ func TestBatchRunsEachItemAsItsOwnCall(t *testing.T) {
 		t.Errorf("empty key: result %v, want InvalidArgument", resp.Results[7])
 	}
 
+	if tx := resp.Results[8].GetTxn(); tx == nil || !tx.Succeeded {
+		t.Errorf("txn: result %v", resp.Results[8])
+	}
+
 	// The effects, read back one by one from another node.
 	kv2 := c.KV(2)
 	for _, key := range putKeys {
 		g, err := kv2.Get(ctx, &pb.GetRequest{Key: []byte(key)})
 		if err != nil || !g.Found || string(g.Kv.Value) != "v"+key {
 			t.Errorf("get %q after the batch: %v, %v", key, g, err)
+		}
+	}
+	for key, want := range map[string]string{"\x10-txn": "t1", "\xd0-txn": "t2"} {
+		g, err := kv2.Get(ctx, &pb.GetRequest{Key: []byte(key)})
+		if err != nil || string(g.Kv.GetValue()) != want {
+			t.Errorf("get %q after the batch's txn: %v, %v", key, g, err)
 		}
 	}
 	if g, err := kv2.Get(ctx, &pb.GetRequest{Key: []byte("gone")}); err != nil || g.Found {
@@ -112,6 +128,52 @@ func TestMalformedBatchIsRefusedAndChangesNothing(t *testing.T) {
 		g, err := kv.Get(ctx, &pb.GetRequest{Key: []byte(key)})
 		if err != nil || g.Found {
 			t.Errorf("key %q after refused batches: %v, %v", key, g, err)
+		}
+	}
+}
+
+// TestEvaluateBatchRunsEachCommand sends transaction pushes for records on
+// keys of all four ranges (most led by other nodes, so each command is
+// forwarded on) in one EvaluateBatch: each comes back as its own Evaluate
+// would (a forced push of an unknown transaction aborts it). A malformed
+// batch is refused as a whole.
+func TestEvaluateBatchRunsEachCommand(t *testing.T) {
+	c, ctx := startCluster(t, 4)
+	internal := pb.NewInternalClient(c.Conn(1))
+	req := &pb.EvaluateBatchRequest{}
+	for i := 0; i < 4; i++ {
+		key := []byte{byte(0x20 + i*0x40), 'p'}
+		req.Requests = append(req.Requests, &pb.InternalRequest{Key: key, Op: &pb.InternalRequest_Push{Push: &pb.TxnPush{
+			TxnId: []byte(fmt.Sprintf("txn-%d", i)), PrimaryKey: key, Force: true,
+		}}})
+		req.TimeoutMicros = append(req.TimeoutMicros, 0)
+	}
+	resp, err := internal.EvaluateBatch(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Results) != 4 {
+		t.Fatalf("%d results for 4 commands", len(resp.Results))
+	}
+	for i, r := range resp.Results {
+		if r.Error != nil || r.Response.GetRecord().GetStatus() != pb.TxnRecord_ABORTED {
+			t.Errorf("push %d: %v, want an ABORTED record", i, r)
+		}
+	}
+
+	bad := []struct {
+		name string
+		req  *pb.EvaluateBatchRequest
+		msg  string
+	}{
+		{"no commands", &pb.EvaluateBatchRequest{}, "batch has no commands"},
+		{"timeouts missing", &pb.EvaluateBatchRequest{Requests: req.Requests}, "batch has 4 commands and 0 timeouts"},
+		{"no routing key", &pb.EvaluateBatchRequest{Requests: []*pb.InternalRequest{req.Requests[0], {}}, TimeoutMicros: []int64{0, 0}}, "batch command 1 has no routing key"},
+	}
+	for _, tc := range bad {
+		_, err := internal.EvaluateBatch(ctx, tc.req)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+			t.Errorf("%s: got %v, want InvalidArgument %q", tc.name, err, tc.msg)
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 // maxBatchItems bounds the requests of one Batch call.
 const maxBatchItems = 1000
 
-// Batch runs independent gets, puts and deletes, each exactly as its own
+// Batch runs independent gets, puts, deletes and transactions, each exactly as its own
 // call would run (same validation, routing, forwarding and errors), all at
 // once: puts to different ranges join the same Raft round. The batch's
 // gRPC cost is paid once; see client/batch.go for why the client batches.
@@ -77,11 +77,20 @@ func (s *kvServer) batchItem(ctx context.Context, it *pb.BatchItem) *pb.BatchRes
 		var resp *pb.DeleteResponse
 		resp, err = s.Delete(ctx, r.Delete)
 		res, method = &pb.BatchResult{Result: &pb.BatchResult_Delete{Delete: resp}}, pb.KV_Delete_FullMethodName
+	case *pb.BatchItem_Txn:
+		var resp *pb.TxnResponse
+		resp, err = s.Txn(ctx, r.Txn)
+		res, method = &pb.BatchResult{Result: &pb.BatchResult_Txn{Txn: resp}}, pb.KV_Txn_FullMethodName
 	}
 	s.n.metrics.observeCall(method, start, err)
 	if err != nil {
-		st := status.Convert(err).Proto()
-		return &pb.BatchResult{Result: &pb.BatchResult_Error{Error: &pb.Status{Code: st.Code, Message: st.Message, Details: st.Details}}}
+		return &pb.BatchResult{Result: &pb.BatchResult_Error{Error: statusProto(err)}}
 	}
 	return res
+}
+
+// statusProto is err's gRPC status as a batch result carries it.
+func statusProto(err error) *pb.Status {
+	st := status.Convert(err).Proto()
+	return &pb.Status{Code: st.Code, Message: st.Message, Details: st.Details}
 }

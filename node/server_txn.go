@@ -110,7 +110,7 @@ func (n *Node) evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.Inter
 		}
 		return res.Err
 	}, func(fctx context.Context, c *grpc.ClientConn) (err error) {
-		resp, err = pb.NewInternalClient(c).Evaluate(fctx, req)
+		resp, err = n.forwardEvaluate(fctx, c, req)
 		return err
 	})
 	if err != nil {

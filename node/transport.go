@@ -57,6 +57,9 @@ type transport struct {
 		// routes maps range → replica → node for replicas the local
 		// descriptor does not list yet (route_back.go).
 		routes map[uint64]map[uint64]uint64
+		// evaluators batch the Evaluate calls sent over each connection
+		// (evaluate_batch.go).
+		evaluators map[*grpc.ClientConn]*evalBatcher
 	}
 }
 
@@ -65,6 +68,7 @@ func newTransport(n *Node) *transport {
 	t := &transport{n: n, ctx: ctx, cancel: cancel, snapSem: make(chan struct{}, maxSnapshotsInFlight)}
 	t.mu.conns = make(map[uint64]*grpc.ClientConn)
 	t.mu.queues = make(map[uint64]chan outMsg)
+	t.mu.evaluators = make(map[*grpc.ClientConn]*evalBatcher)
 	return t
 }
 

@@ -1607,6 +1607,7 @@ type BatchItem struct {
 	//	*BatchItem_Get
 	//	*BatchItem_Put
 	//	*BatchItem_Delete
+	//	*BatchItem_Txn
 	Request isBatchItem_Request `protobuf_oneof:"request"`
 	// How long the item may take, from when the node receives the batch
 	// (0: the batch's own deadline). A batch carries requests of several
@@ -1680,6 +1681,15 @@ func (x *BatchItem) GetDelete() *DeleteRequest {
 	return nil
 }
 
+func (x *BatchItem) GetTxn() *TxnRequest {
+	if x != nil {
+		if x, ok := x.Request.(*BatchItem_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
 func (x *BatchItem) GetTimeoutMicros() int64 {
 	if x != nil {
 		return x.TimeoutMicros
@@ -1703,11 +1713,17 @@ type BatchItem_Delete struct {
 	Delete *DeleteRequest `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
 }
 
+type BatchItem_Txn struct {
+	Txn *TxnRequest `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
 func (*BatchItem_Get) isBatchItem_Request() {}
 
 func (*BatchItem_Put) isBatchItem_Request() {}
 
 func (*BatchItem_Delete) isBatchItem_Request() {}
+
+func (*BatchItem_Txn) isBatchItem_Request() {}
 
 // BatchResponse has one result per item, in the items' order.
 type BatchResponse struct {
@@ -1761,6 +1777,7 @@ type BatchResult struct {
 	//	*BatchResult_Get
 	//	*BatchResult_Put
 	//	*BatchResult_Delete
+	//	*BatchResult_Txn
 	//	*BatchResult_Error
 	Result        isBatchResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
@@ -1831,6 +1848,15 @@ func (x *BatchResult) GetDelete() *DeleteResponse {
 	return nil
 }
 
+func (x *BatchResult) GetTxn() *TxnResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
 func (x *BatchResult) GetError() *Status {
 	if x != nil {
 		if x, ok := x.Result.(*BatchResult_Error); ok {
@@ -1856,6 +1882,10 @@ type BatchResult_Delete struct {
 	Delete *DeleteResponse `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
 }
 
+type BatchResult_Txn struct {
+	Txn *TxnResponse `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
 type BatchResult_Error struct {
 	// The item failed: the status its own call would have returned.
 	Error *Status `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
@@ -1866,6 +1896,8 @@ func (*BatchResult_Get) isBatchResult_Result() {}
 func (*BatchResult_Put) isBatchResult_Result() {}
 
 func (*BatchResult_Delete) isBatchResult_Result() {}
+
+func (*BatchResult_Txn) isBatchResult_Result() {}
 
 func (*BatchResult_Error) isBatchResult_Result() {}
 
@@ -2061,19 +2093,21 @@ const file_raftrix_v1_kv_proto_rawDesc = "" +
 	"\tresponses\x18\x03 \x03(\v2\x16.raftrix.v1.ResponseOpR\tresponses\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x03R\brevision\";\n" +
 	"\fBatchRequest\x12+\n" +
-	"\x05items\x18\x01 \x03(\v2\x15.raftrix.v1.BatchItemR\x05items\"\xca\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x15.raftrix.v1.BatchItemR\x05items\"\xf6\x01\n" +
 	"\tBatchItem\x12*\n" +
 	"\x03get\x18\x01 \x01(\v2\x16.raftrix.v1.GetRequestH\x00R\x03get\x12*\n" +
 	"\x03put\x18\x02 \x01(\v2\x16.raftrix.v1.PutRequestH\x00R\x03put\x123\n" +
-	"\x06delete\x18\x03 \x01(\v2\x19.raftrix.v1.DeleteRequestH\x00R\x06delete\x12%\n" +
+	"\x06delete\x18\x03 \x01(\v2\x19.raftrix.v1.DeleteRequestH\x00R\x06delete\x12*\n" +
+	"\x03txn\x18\x05 \x01(\v2\x16.raftrix.v1.TxnRequestH\x00R\x03txn\x12%\n" +
 	"\x0etimeout_micros\x18\x04 \x01(\x03R\rtimeoutMicrosB\t\n" +
 	"\arequest\"B\n" +
 	"\rBatchResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.raftrix.v1.BatchResultR\aresults\"\xd3\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.raftrix.v1.BatchResultR\aresults\"\x80\x02\n" +
 	"\vBatchResult\x12+\n" +
 	"\x03get\x18\x01 \x01(\v2\x17.raftrix.v1.GetResponseH\x00R\x03get\x12+\n" +
 	"\x03put\x18\x02 \x01(\v2\x17.raftrix.v1.PutResponseH\x00R\x03put\x124\n" +
-	"\x06delete\x18\x03 \x01(\v2\x1a.raftrix.v1.DeleteResponseH\x00R\x06delete\x12*\n" +
+	"\x06delete\x18\x03 \x01(\v2\x1a.raftrix.v1.DeleteResponseH\x00R\x06delete\x12+\n" +
+	"\x03txn\x18\x05 \x01(\v2\x17.raftrix.v1.TxnResponseH\x00R\x03txn\x12*\n" +
 	"\x05error\x18\x04 \x01(\v2\x12.raftrix.v1.StatusH\x00R\x05errorB\b\n" +
 	"\x06result\"f\n" +
 	"\x06Status\x12\x12\n" +
@@ -2162,29 +2196,31 @@ var file_raftrix_v1_kv_proto_depIdxs = []int32{
 	6,  // 26: raftrix.v1.BatchItem.get:type_name -> raftrix.v1.GetRequest
 	8,  // 27: raftrix.v1.BatchItem.put:type_name -> raftrix.v1.PutRequest
 	10, // 28: raftrix.v1.BatchItem.delete:type_name -> raftrix.v1.DeleteRequest
-	25, // 29: raftrix.v1.BatchResponse.results:type_name -> raftrix.v1.BatchResult
-	7,  // 30: raftrix.v1.BatchResult.get:type_name -> raftrix.v1.GetResponse
-	9,  // 31: raftrix.v1.BatchResult.put:type_name -> raftrix.v1.PutResponse
-	11, // 32: raftrix.v1.BatchResult.delete:type_name -> raftrix.v1.DeleteResponse
-	26, // 33: raftrix.v1.BatchResult.error:type_name -> raftrix.v1.Status
-	27, // 34: raftrix.v1.Status.details:type_name -> google.protobuf.Any
-	6,  // 35: raftrix.v1.KV.Get:input_type -> raftrix.v1.GetRequest
-	8,  // 36: raftrix.v1.KV.Put:input_type -> raftrix.v1.PutRequest
-	10, // 37: raftrix.v1.KV.Delete:input_type -> raftrix.v1.DeleteRequest
-	12, // 38: raftrix.v1.KV.Scan:input_type -> raftrix.v1.ScanRequest
-	20, // 39: raftrix.v1.KV.Txn:input_type -> raftrix.v1.TxnRequest
-	22, // 40: raftrix.v1.KV.Batch:input_type -> raftrix.v1.BatchRequest
-	7,  // 41: raftrix.v1.KV.Get:output_type -> raftrix.v1.GetResponse
-	9,  // 42: raftrix.v1.KV.Put:output_type -> raftrix.v1.PutResponse
-	11, // 43: raftrix.v1.KV.Delete:output_type -> raftrix.v1.DeleteResponse
-	13, // 44: raftrix.v1.KV.Scan:output_type -> raftrix.v1.ScanResponse
-	21, // 45: raftrix.v1.KV.Txn:output_type -> raftrix.v1.TxnResponse
-	24, // 46: raftrix.v1.KV.Batch:output_type -> raftrix.v1.BatchResponse
-	41, // [41:47] is the sub-list for method output_type
-	35, // [35:41] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	20, // 29: raftrix.v1.BatchItem.txn:type_name -> raftrix.v1.TxnRequest
+	25, // 30: raftrix.v1.BatchResponse.results:type_name -> raftrix.v1.BatchResult
+	7,  // 31: raftrix.v1.BatchResult.get:type_name -> raftrix.v1.GetResponse
+	9,  // 32: raftrix.v1.BatchResult.put:type_name -> raftrix.v1.PutResponse
+	11, // 33: raftrix.v1.BatchResult.delete:type_name -> raftrix.v1.DeleteResponse
+	21, // 34: raftrix.v1.BatchResult.txn:type_name -> raftrix.v1.TxnResponse
+	26, // 35: raftrix.v1.BatchResult.error:type_name -> raftrix.v1.Status
+	27, // 36: raftrix.v1.Status.details:type_name -> google.protobuf.Any
+	6,  // 37: raftrix.v1.KV.Get:input_type -> raftrix.v1.GetRequest
+	8,  // 38: raftrix.v1.KV.Put:input_type -> raftrix.v1.PutRequest
+	10, // 39: raftrix.v1.KV.Delete:input_type -> raftrix.v1.DeleteRequest
+	12, // 40: raftrix.v1.KV.Scan:input_type -> raftrix.v1.ScanRequest
+	20, // 41: raftrix.v1.KV.Txn:input_type -> raftrix.v1.TxnRequest
+	22, // 42: raftrix.v1.KV.Batch:input_type -> raftrix.v1.BatchRequest
+	7,  // 43: raftrix.v1.KV.Get:output_type -> raftrix.v1.GetResponse
+	9,  // 44: raftrix.v1.KV.Put:output_type -> raftrix.v1.PutResponse
+	11, // 45: raftrix.v1.KV.Delete:output_type -> raftrix.v1.DeleteResponse
+	13, // 46: raftrix.v1.KV.Scan:output_type -> raftrix.v1.ScanResponse
+	21, // 47: raftrix.v1.KV.Txn:output_type -> raftrix.v1.TxnResponse
+	24, // 48: raftrix.v1.KV.Batch:output_type -> raftrix.v1.BatchResponse
+	43, // [43:49] is the sub-list for method output_type
+	37, // [37:43] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_kv_proto_init() }
@@ -2208,11 +2244,13 @@ func file_raftrix_v1_kv_proto_init() {
 		(*BatchItem_Get)(nil),
 		(*BatchItem_Put)(nil),
 		(*BatchItem_Delete)(nil),
+		(*BatchItem_Txn)(nil),
 	}
 	file_raftrix_v1_kv_proto_msgTypes[21].OneofWrappers = []any{
 		(*BatchResult_Get)(nil),
 		(*BatchResult_Put)(nil),
 		(*BatchResult_Delete)(nil),
+		(*BatchResult_Txn)(nil),
 		(*BatchResult_Error)(nil),
 	}
 	type x struct{}

@@ -45,9 +45,9 @@ type KVClient interface {
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
 	// Txn runs an etcd-style transaction atomically across ranges.
 	Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error)
-	// Batch runs independent gets, puts and deletes in one call, each as if
-	// sent on its own (in parallel, in no particular order; each succeeds or
-	// fails alone). It is not a transaction: use Txn for atomicity. The Go
+	// Batch runs independent gets, puts, deletes and transactions in one
+	// call, each as if sent on its own (in parallel, in no particular order;
+	// each succeeds or fails alone). A batch is not atomic: a Txn is. The Go
 	// client sends requests that many goroutines issue at once to the same
 	// node this way, to pay one RPC's cost for all of them.
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
@@ -139,9 +139,9 @@ type KVServer interface {
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
 	// Txn runs an etcd-style transaction atomically across ranges.
 	Txn(context.Context, *TxnRequest) (*TxnResponse, error)
-	// Batch runs independent gets, puts and deletes in one call, each as if
-	// sent on its own (in parallel, in no particular order; each succeeds or
-	// fails alone). It is not a transaction: use Txn for atomicity. The Go
+	// Batch runs independent gets, puts, deletes and transactions in one
+	// call, each as if sent on its own (in parallel, in no particular order;
+	// each succeeds or fails alone). A batch is not atomic: a Txn is. The Go
 	// client sends requests that many goroutines issue at once to the same
 	// node this way, to pay one RPC's cost for all of them.
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)

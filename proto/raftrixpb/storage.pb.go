@@ -1892,6 +1892,158 @@ func (x *InternalResponse) GetResolved() bool {
 	return false
 }
 
+// EvaluateBatchRequest holds up to 1,000 commands, each with how long it
+// may take from when the node receives the batch (0: the batch's deadline).
+type EvaluateBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*InternalRequest     `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	TimeoutMicros []int64                `protobuf:"varint,2,rep,packed,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateBatchRequest) Reset() {
+	*x = EvaluateBatchRequest{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateBatchRequest) ProtoMessage() {}
+
+func (x *EvaluateBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateBatchRequest.ProtoReflect.Descriptor instead.
+func (*EvaluateBatchRequest) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *EvaluateBatchRequest) GetRequests() []*InternalRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *EvaluateBatchRequest) GetTimeoutMicros() []int64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return nil
+}
+
+// EvaluateBatchResponse has, per command in order, its response or the
+// status its own Evaluate would have returned.
+type EvaluateBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*EvaluateResult      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateBatchResponse) Reset() {
+	*x = EvaluateBatchResponse{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateBatchResponse) ProtoMessage() {}
+
+func (x *EvaluateBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateBatchResponse.ProtoReflect.Descriptor instead.
+func (*EvaluateBatchResponse) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *EvaluateBatchResponse) GetResults() []*EvaluateResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type EvaluateResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *InternalResponse      `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *Status                `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateResult) Reset() {
+	*x = EvaluateResult{}
+	mi := &file_raftrix_v1_storage_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateResult) ProtoMessage() {}
+
+func (x *EvaluateResult) ProtoReflect() protoreflect.Message {
+	mi := &file_raftrix_v1_storage_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateResult.ProtoReflect.Descriptor instead.
+func (*EvaluateResult) Descriptor() ([]byte, []int) {
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *EvaluateResult) GetResponse() *InternalResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *EvaluateResult) GetError() *Status {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type DestroyReplicaRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
@@ -1902,7 +2054,7 @@ type DestroyReplicaRequest struct {
 
 func (x *DestroyReplicaRequest) Reset() {
 	*x = DestroyReplicaRequest{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2066,7 @@ func (x *DestroyReplicaRequest) String() string {
 func (*DestroyReplicaRequest) ProtoMessage() {}
 
 func (x *DestroyReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[22]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2079,7 @@ func (x *DestroyReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyReplicaRequest.ProtoReflect.Descriptor instead.
 func (*DestroyReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{22}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DestroyReplicaRequest) GetRangeId() uint64 {
@@ -1952,7 +2104,7 @@ type DestroyReplicaResponse struct {
 
 func (x *DestroyReplicaResponse) Reset() {
 	*x = DestroyReplicaResponse{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[23]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2116,7 @@ func (x *DestroyReplicaResponse) String() string {
 func (*DestroyReplicaResponse) ProtoMessage() {}
 
 func (x *DestroyReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[23]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2129,7 @@ func (x *DestroyReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyReplicaResponse.ProtoReflect.Descriptor instead.
 func (*DestroyReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{23}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{26}
 }
 
 // ConfChangeContext is the Context of a ConfChangeV2 proposed by RaftrixDB:
@@ -1993,7 +2145,7 @@ type ConfChangeContext struct {
 
 func (x *ConfChangeContext) Reset() {
 	*x = ConfChangeContext{}
-	mi := &file_raftrix_v1_storage_proto_msgTypes[24]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2157,7 @@ func (x *ConfChangeContext) String() string {
 func (*ConfChangeContext) ProtoMessage() {}
 
 func (x *ConfChangeContext) ProtoReflect() protoreflect.Message {
-	mi := &file_raftrix_v1_storage_proto_msgTypes[24]
+	mi := &file_raftrix_v1_storage_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2170,7 @@ func (x *ConfChangeContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfChangeContext.ProtoReflect.Descriptor instead.
 func (*ConfChangeContext) Descriptor() ([]byte, []int) {
-	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{24}
+	return file_raftrix_v1_storage_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConfChangeContext) GetProposalId() uint64 {
@@ -2182,7 +2334,15 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x03txn\x18\x03 \x01(\v2\x17.raftrix.v1.TxnResponseR\x03txn\x12.\n" +
 	"\bconflict\x18\x04 \x01(\v2\x12.raftrix.v1.IntentR\bconflict\x12!\n" +
 	"\fconflict_key\x18\x05 \x01(\fR\vconflictKey\x12\x1a\n" +
-	"\bresolved\x18\x06 \x01(\bR\bresolved\"Q\n" +
+	"\bresolved\x18\x06 \x01(\bR\bresolved\"v\n" +
+	"\x14EvaluateBatchRequest\x127\n" +
+	"\brequests\x18\x01 \x03(\v2\x1b.raftrix.v1.InternalRequestR\brequests\x12%\n" +
+	"\x0etimeout_micros\x18\x02 \x03(\x03R\rtimeoutMicros\"M\n" +
+	"\x15EvaluateBatchResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.raftrix.v1.EvaluateResultR\aresults\"t\n" +
+	"\x0eEvaluateResult\x128\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1c.raftrix.v1.InternalResponseR\bresponse\x12(\n" +
+	"\x05error\x18\x02 \x01(\v2\x12.raftrix.v1.StatusR\x05error\"Q\n" +
 	"\x15DestroyReplicaRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
 	"\n" +
@@ -2193,9 +2353,10 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"proposalId\x12;\n" +
 	"\n" +
 	"descriptor\x18\x02 \x01(\v2\x1b.raftrix.v1.RangeDescriptorR\n" +
-	"descriptor2\xaa\x01\n" +
+	"descriptor2\x80\x02\n" +
 	"\bInternal\x12E\n" +
-	"\bEvaluate\x12\x1b.raftrix.v1.InternalRequest\x1a\x1c.raftrix.v1.InternalResponse\x12W\n" +
+	"\bEvaluate\x12\x1b.raftrix.v1.InternalRequest\x1a\x1c.raftrix.v1.InternalResponse\x12T\n" +
+	"\rEvaluateBatch\x12 .raftrix.v1.EvaluateBatchRequest\x1a!.raftrix.v1.EvaluateBatchResponse\x12W\n" +
 	"\x0eDestroyReplica\x12!.raftrix.v1.DestroyReplicaRequest\x1a\".raftrix.v1.DestroyReplicaResponseB.Z,github.com/raftrix/raftrixdb/proto/raftrixpbb\x06proto3"
 
 var (
@@ -2211,7 +2372,7 @@ func file_raftrix_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_raftrix_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_raftrix_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_raftrix_v1_storage_proto_goTypes = []any{
 	(TxnRecord_Status)(0),          // 0: raftrix.v1.TxnRecord.Status
 	(*ValueRecord)(nil),            // 1: raftrix.v1.ValueRecord
@@ -2236,22 +2397,26 @@ var file_raftrix_v1_storage_proto_goTypes = []any{
 	(*TxnRecordRef)(nil),           // 20: raftrix.v1.TxnRecordRef
 	(*InternalRequest)(nil),        // 21: raftrix.v1.InternalRequest
 	(*InternalResponse)(nil),       // 22: raftrix.v1.InternalResponse
-	(*DestroyReplicaRequest)(nil),  // 23: raftrix.v1.DestroyReplicaRequest
-	(*DestroyReplicaResponse)(nil), // 24: raftrix.v1.DestroyReplicaResponse
-	(*ConfChangeContext)(nil),      // 25: raftrix.v1.ConfChangeContext
-	(*PutRequest)(nil),             // 26: raftrix.v1.PutRequest
-	(*DeleteRequest)(nil),          // 27: raftrix.v1.DeleteRequest
-	(*RangeDescriptor)(nil),        // 28: raftrix.v1.RangeDescriptor
-	(*TxnRequest)(nil),             // 29: raftrix.v1.TxnRequest
-	(*Compare)(nil),                // 30: raftrix.v1.Compare
-	(*RequestOp)(nil),              // 31: raftrix.v1.RequestOp
-	(*ResponseOp)(nil),             // 32: raftrix.v1.ResponseOp
-	(*TxnResponse)(nil),            // 33: raftrix.v1.TxnResponse
+	(*EvaluateBatchRequest)(nil),   // 23: raftrix.v1.EvaluateBatchRequest
+	(*EvaluateBatchResponse)(nil),  // 24: raftrix.v1.EvaluateBatchResponse
+	(*EvaluateResult)(nil),         // 25: raftrix.v1.EvaluateResult
+	(*DestroyReplicaRequest)(nil),  // 26: raftrix.v1.DestroyReplicaRequest
+	(*DestroyReplicaResponse)(nil), // 27: raftrix.v1.DestroyReplicaResponse
+	(*ConfChangeContext)(nil),      // 28: raftrix.v1.ConfChangeContext
+	(*PutRequest)(nil),             // 29: raftrix.v1.PutRequest
+	(*DeleteRequest)(nil),          // 30: raftrix.v1.DeleteRequest
+	(*RangeDescriptor)(nil),        // 31: raftrix.v1.RangeDescriptor
+	(*TxnRequest)(nil),             // 32: raftrix.v1.TxnRequest
+	(*Compare)(nil),                // 33: raftrix.v1.Compare
+	(*RequestOp)(nil),              // 34: raftrix.v1.RequestOp
+	(*ResponseOp)(nil),             // 35: raftrix.v1.ResponseOp
+	(*TxnResponse)(nil),            // 36: raftrix.v1.TxnResponse
+	(*Status)(nil),                 // 37: raftrix.v1.Status
 }
 var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	7,  // 0: raftrix.v1.ValueRecord.intent:type_name -> raftrix.v1.Intent
-	26, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
-	27, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
+	29, // 1: raftrix.v1.RaftCommand.put:type_name -> raftrix.v1.PutRequest
+	30, // 2: raftrix.v1.RaftCommand.delete:type_name -> raftrix.v1.DeleteRequest
 	10, // 3: raftrix.v1.RaftCommand.txn:type_name -> raftrix.v1.TxnOnePC
 	11, // 4: raftrix.v1.RaftCommand.prepare:type_name -> raftrix.v1.TxnPrepare
 	15, // 5: raftrix.v1.RaftCommand.end:type_name -> raftrix.v1.TxnEnd
@@ -2260,19 +2425,19 @@ var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	18, // 8: raftrix.v1.RaftCommand.resolve:type_name -> raftrix.v1.ResolveIntents
 	3,  // 9: raftrix.v1.RaftCommand.split:type_name -> raftrix.v1.SplitRange
 	19, // 10: raftrix.v1.RaftCommand.delete_records:type_name -> raftrix.v1.DeleteTxnRecords
-	28, // 11: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	31, // 11: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
 	8,  // 12: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
 	8,  // 13: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
 	0,  // 14: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
-	29, // 15: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
-	30, // 16: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
+	32, // 15: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
+	33, // 16: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
 	12, // 17: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
 	12, // 18: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
-	31, // 19: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
+	34, // 19: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
 	7,  // 20: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
 	14, // 21: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
 	14, // 22: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
-	32, // 23: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
+	35, // 23: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
 	9,  // 24: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
 	20, // 25: raftrix.v1.DeleteTxnRecords.records:type_name -> raftrix.v1.TxnRecordRef
 	11, // 26: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
@@ -2284,18 +2449,24 @@ var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	19, // 32: raftrix.v1.InternalRequest.delete_records:type_name -> raftrix.v1.DeleteTxnRecords
 	13, // 33: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
 	9,  // 34: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
-	33, // 35: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
+	36, // 35: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
 	7,  // 36: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
-	28, // 37: raftrix.v1.ConfChangeContext.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	21, // 38: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
-	23, // 39: raftrix.v1.Internal.DestroyReplica:input_type -> raftrix.v1.DestroyReplicaRequest
-	22, // 40: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
-	24, // 41: raftrix.v1.Internal.DestroyReplica:output_type -> raftrix.v1.DestroyReplicaResponse
-	40, // [40:42] is the sub-list for method output_type
-	38, // [38:40] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	21, // 37: raftrix.v1.EvaluateBatchRequest.requests:type_name -> raftrix.v1.InternalRequest
+	25, // 38: raftrix.v1.EvaluateBatchResponse.results:type_name -> raftrix.v1.EvaluateResult
+	22, // 39: raftrix.v1.EvaluateResult.response:type_name -> raftrix.v1.InternalResponse
+	37, // 40: raftrix.v1.EvaluateResult.error:type_name -> raftrix.v1.Status
+	31, // 41: raftrix.v1.ConfChangeContext.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	21, // 42: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
+	23, // 43: raftrix.v1.Internal.EvaluateBatch:input_type -> raftrix.v1.EvaluateBatchRequest
+	26, // 44: raftrix.v1.Internal.DestroyReplica:input_type -> raftrix.v1.DestroyReplicaRequest
+	22, // 45: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
+	24, // 46: raftrix.v1.Internal.EvaluateBatch:output_type -> raftrix.v1.EvaluateBatchResponse
+	27, // 47: raftrix.v1.Internal.DestroyReplica:output_type -> raftrix.v1.DestroyReplicaResponse
+	45, // [45:48] is the sub-list for method output_type
+	42, // [42:45] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_storage_proto_init() }
@@ -2331,7 +2502,7 @@ func file_raftrix_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftrix_v1_storage_proto_rawDesc), len(file_raftrix_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

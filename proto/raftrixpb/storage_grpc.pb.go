@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Internal_Evaluate_FullMethodName       = "/raftrix.v1.Internal/Evaluate"
+	Internal_EvaluateBatch_FullMethodName  = "/raftrix.v1.Internal/EvaluateBatch"
 	Internal_DestroyReplica_FullMethodName = "/raftrix.v1.Internal/DestroyReplica"
 )
 
@@ -30,6 +31,10 @@ const (
 // Internal carries per-range commands between nodes.
 type InternalClient interface {
 	Evaluate(ctx context.Context, in *InternalRequest, opts ...grpc.CallOption) (*InternalResponse, error)
+	// EvaluateBatch runs independent commands in one call, each as its own
+	// Evaluate would (a node sends the commands its coordinators address to
+	// the same node at the same time this way).
+	EvaluateBatch(ctx context.Context, in *EvaluateBatchRequest, opts ...grpc.CallOption) (*EvaluateBatchResponse, error)
 	// DestroyReplica removes a replica that its range has removed from its
 	// configuration (sent by the leader that moved it away).
 	DestroyReplica(ctx context.Context, in *DestroyReplicaRequest, opts ...grpc.CallOption) (*DestroyReplicaResponse, error)
@@ -53,6 +58,16 @@ func (c *internalClient) Evaluate(ctx context.Context, in *InternalRequest, opts
 	return out, nil
 }
 
+func (c *internalClient) EvaluateBatch(ctx context.Context, in *EvaluateBatchRequest, opts ...grpc.CallOption) (*EvaluateBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvaluateBatchResponse)
+	err := c.cc.Invoke(ctx, Internal_EvaluateBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *internalClient) DestroyReplica(ctx context.Context, in *DestroyReplicaRequest, opts ...grpc.CallOption) (*DestroyReplicaResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DestroyReplicaResponse)
@@ -70,6 +85,10 @@ func (c *internalClient) DestroyReplica(ctx context.Context, in *DestroyReplicaR
 // Internal carries per-range commands between nodes.
 type InternalServer interface {
 	Evaluate(context.Context, *InternalRequest) (*InternalResponse, error)
+	// EvaluateBatch runs independent commands in one call, each as its own
+	// Evaluate would (a node sends the commands its coordinators address to
+	// the same node at the same time this way).
+	EvaluateBatch(context.Context, *EvaluateBatchRequest) (*EvaluateBatchResponse, error)
 	// DestroyReplica removes a replica that its range has removed from its
 	// configuration (sent by the leader that moved it away).
 	DestroyReplica(context.Context, *DestroyReplicaRequest) (*DestroyReplicaResponse, error)
@@ -85,6 +104,9 @@ type UnimplementedInternalServer struct{}
 
 func (UnimplementedInternalServer) Evaluate(context.Context, *InternalRequest) (*InternalResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Evaluate not implemented")
+}
+func (UnimplementedInternalServer) EvaluateBatch(context.Context, *EvaluateBatchRequest) (*EvaluateBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EvaluateBatch not implemented")
 }
 func (UnimplementedInternalServer) DestroyReplica(context.Context, *DestroyReplicaRequest) (*DestroyReplicaResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DestroyReplica not implemented")
@@ -128,6 +150,24 @@ func _Internal_Evaluate_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_EvaluateBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvaluateBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).EvaluateBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_EvaluateBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).EvaluateBatch(ctx, req.(*EvaluateBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Internal_DestroyReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DestroyReplicaRequest)
 	if err := dec(in); err != nil {
@@ -156,6 +196,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Evaluate",
 			Handler:    _Internal_Evaluate_Handler,
+		},
+		{
+			MethodName: "EvaluateBatch",
+			Handler:    _Internal_EvaluateBatch_Handler,
 		},
 		{
 			MethodName: "DestroyReplica",

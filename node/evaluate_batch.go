@@ -1,0 +1,123 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/raftrix/raftrixdb/internal/batch"
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// A node's transaction coordinators send each participant range's
+// commands (prepare, end, resolve, ...) to the node that leads it; under
+// load many coordinators address the same node at once, so those commands
+// travel together in Internal.EvaluateBatch calls, as clients' requests do
+// in KV.Batch (internal/batch).
+
+const (
+	maxEvaluatesInFlight = 4
+	maxEvaluateBatch     = 256
+	maxEvaluateBytes     = 1 << 20
+)
+
+type evalBatcher = batch.Batcher[*pb.InternalRequest, *pb.InternalResponse]
+
+// forwardEvaluate sends req to the node at the other end of conn, alone or
+// in a batch; ctx is already marked as forwarded by this node.
+func (n *Node) forwardEvaluate(ctx context.Context, conn *grpc.ClientConn, req *pb.InternalRequest) (*pb.InternalResponse, error) {
+	return n.trans.evaluator(conn).Do(ctx, req)
+}
+
+// evaluator returns the batcher of Evaluate calls over conn.
+func (t *transport) evaluator(conn *grpc.ClientConn) *evalBatcher {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b, ok := t.mu.evaluators[conn]; ok {
+		return b
+	}
+	client := pb.NewInternalClient(conn)
+	b := batch.New(batch.Config[*pb.InternalRequest, *pb.InternalResponse]{
+		One: func(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
+			return client.Evaluate(ctx, req)
+		},
+		Many: func(ctx context.Context, reqs []*pb.InternalRequest, deadlines []time.Time) ([]*pb.InternalResponse, []error, error) {
+			breq := &pb.EvaluateBatchRequest{Requests: reqs, TimeoutMicros: make([]int64, len(reqs))}
+			now := time.Now()
+			for i, d := range deadlines {
+				breq.TimeoutMicros[i] = batch.Timeout(d, now).Microseconds()
+			}
+			resp, err := client.EvaluateBatch(forwardContext(ctx, t.n.id), breq)
+			if err != nil {
+				return nil, nil, err
+			}
+			out := make([]*pb.InternalResponse, len(resp.Results))
+			errs := make([]error, len(resp.Results))
+			for i, r := range resp.Results {
+				if e := r.Error; e != nil {
+					errs[i] = status.ErrorProto(&spb.Status{Code: e.Code, Message: e.Message, Details: e.Details})
+					continue
+				}
+				out[i] = r.Response
+			}
+			return out, errs, nil
+		},
+		Size:        func(req *pb.InternalRequest) int { return proto.Size(req) },
+		MaxInFlight: maxEvaluatesInFlight,
+		MaxItems:    maxEvaluateBatch,
+		MaxBytes:    maxEvaluateBytes,
+	})
+	t.mu.evaluators[conn] = b
+	return b
+}
+
+// EvaluateBatch runs each command as Evaluate would, all at once. A
+// malformed batch is refused as a whole before any command runs.
+func (s *internalServer) EvaluateBatch(ctx context.Context, req *pb.EvaluateBatchRequest) (*pb.EvaluateBatchResponse, error) {
+	n := s.n
+	switch {
+	case len(req.Requests) == 0:
+		return nil, n.toStatus(invalidf("batch has no commands"))
+	case len(req.Requests) > maxBatchItems:
+		return nil, n.toStatus(invalidf("batch has %d commands, more than the limit of %d", len(req.Requests), maxBatchItems))
+	case len(req.TimeoutMicros) != len(req.Requests):
+		return nil, n.toStatus(invalidf("batch has %d commands and %d timeouts", len(req.Requests), len(req.TimeoutMicros)))
+	}
+	for i, r := range req.Requests {
+		if len(r.Key) == 0 {
+			return nil, n.toStatus(invalidf("batch command %d has no routing key", i))
+		}
+		if req.TimeoutMicros[i] < 0 {
+			return nil, n.toStatus(invalidf("batch command %d has a negative timeout", i))
+		}
+	}
+	resp := &pb.EvaluateBatchResponse{Results: make([]*pb.EvaluateResult, len(req.Requests))}
+	var wg sync.WaitGroup
+	for i, r := range req.Requests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := ctx
+			if t := req.TimeoutMicros[i]; t > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Microsecond)
+				defer cancel()
+			}
+			start := time.Now()
+			out, err := n.evaluate(ctx, r)
+			n.metrics.observeCall(pb.Internal_Evaluate_FullMethodName, start, err)
+			if err != nil {
+				resp.Results[i] = &pb.EvaluateResult{Error: statusProto(err)}
+				return
+			}
+			resp.Results[i] = &pb.EvaluateResult{Response: out}
+		}()
+	}
+	wg.Wait()
+	return resp, nil
+}
