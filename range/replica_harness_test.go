@@ -7,6 +7,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -214,6 +215,9 @@ func (g *testGroup) captureSnapshot(from, to uint64) (raftpb.Message, []*pb.Engi
 }
 
 // pump runs Ready rounds and delivers messages until the group is idle.
+// A leader does not broadcast a new commit index (see commit_notice.go), so
+// once messages stop, a leader whose reachable followers lag its commit
+// index ticks, as the node's ticker would: its heartbeat carries the index.
 func (g *testGroup) pump() {
 	g.t.Helper()
 	for round := 0; ; round++ {
@@ -226,11 +230,34 @@ func (g *testGroup) pump() {
 				busy = true
 			}
 		}
-		if len(g.queue) == 0 && !busy {
+		if len(g.queue) == 0 && !busy && !g.heartbeatLaggingFollowers() {
 			return
 		}
 		g.deliver()
 	}
+}
+
+// heartbeatLaggingFollowers ticks the leader once if a follower that is not
+// cut off has not learned its commit index, and reports whether it did.
+func (g *testGroup) heartbeatLaggingFollowers() bool {
+	for id, r := range g.reps {
+		r.mu.Lock()
+		st := r.mu.rn.Status()
+		r.mu.Unlock()
+		if st.RaftState != raft.StateLeader || g.cut[id] {
+			continue
+		}
+		for fid, f := range g.reps {
+			if fid == id || g.cut[fid] || st.Progress[fid].Match < st.Commit {
+				continue
+			}
+			if f.Status().Commit < st.Commit {
+				g.queue = append(g.queue, r.Tick()...)
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // do runs fn, which blocks until the group makes progress (Propose,

@@ -166,6 +166,9 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 		return raft.Ready{}, false
 	}
 	rd := r.mu.rn.Ready()
+	if r.mu.rn.BasicStatus().RaftState == raft.StateLeader {
+		rd.Messages = r.dropCommitNoticesLocked(rd.Messages)
+	}
 	if rd.SoftState != nil && rd.SoftState.Lead != r.mu.leader {
 		r.mu.leader = rd.SoftState.Lead
 		r.logger.Debug("leader changed", "leader", rd.SoftState.Lead, "state", rd.SoftState.RaftState.String())

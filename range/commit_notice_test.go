@@ -1,0 +1,64 @@
+package replica
+
+import (
+	"context"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
+)
+
+// TestLeaderDropsCommitNotices drives one put round by round: once both
+// followers acknowledged the entry, the leader's commit sends them nothing
+// (no empty append), so they lag its commit index until the next heartbeat
+// brings it. (TestReplicaSnapshotCatchUp covers the empty append that must
+// still go out: the probe of a follower whose appends were lost.)
+func TestLeaderDropsCommitNotices(t *testing.T) {
+	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	g.mustPut(1, "a", "1", 1)
+
+	done := g.start(func() {
+		if _, err := g.reps[1].Propose(context.Background(), &pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("2")}}}); err != nil {
+			t.Error(err)
+		}
+	})
+	g.handleReady(1) // the leader appends and sends the entry
+	g.deliver()
+	g.handleReady(2) // both followers persist and acknowledge it
+	g.handleReady(3)
+	g.deliver()
+	g.handleReady(1) // the leader commits and applies it
+	<-done
+	for _, m := range g.queue {
+		if m.Type == raftpb.MsgApp && len(m.Entries) == 0 {
+			t.Errorf("leader sent a commit notice: %+v", m)
+		}
+	}
+	lead := g.reps[1].Status()
+	for id := uint64(2); id <= 3; id++ {
+		if st := g.reps[id].Status(); st.Commit >= lead.Commit {
+			t.Fatalf("replica %d knows commit %d without a notice (leader %d)", id, st.Commit, lead.Commit)
+		}
+	}
+
+	g.queue = append(g.queue, g.reps[1].Tick()...) // a heartbeat
+	g.handleReady(1)
+	var heartbeats int
+	for _, m := range g.queue {
+		if m.Type == raftpb.MsgHeartbeat {
+			heartbeats++
+		}
+	}
+	if heartbeats != 2 {
+		t.Fatalf("a leader's tick sent %d heartbeats, want 2", heartbeats)
+	}
+	g.deliver()
+	for id := uint64(2); id <= 3; id++ {
+		g.handleReady(id)
+		if st := g.reps[id].Status(); st.Commit != lead.Commit || st.Applied != lead.Commit {
+			t.Errorf("replica %d after a heartbeat: commit %d applied %d, leader commit %d", id, st.Commit, st.Applied, lead.Commit)
+		}
+	}
+}
