@@ -146,6 +146,12 @@ func (n *Node) httpMux(g prometheus.Gatherer, h *httpEndpoint) *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// The storage engine's own report: per-level sizes, bytes flushed and
+	// compacted (write amplification), caches, the WAL.
+	mux.HandleFunc("GET /debug/pebble", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, n.db.Metrics().String())
+	})
 	return mux
 }
 

@@ -138,6 +138,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		"/debug/pprof/cmdline":            os.Args[0],
 		"/debug/pprof/profile?seconds=1":  "", // binary
 		"/debug/pprof/trace?seconds=0.05": "",
+		"/debug/pebble":                   "Compactions:",
 	} {
 		code, body := httpGet(t, n, path)
 		if code != http.StatusOK || !strings.Contains(body, want) {

@@ -7,7 +7,9 @@
 # runs the workload and, while it runs, takes a CPU profile of every node
 # for --seconds and an allocation profile at the end. Prints the top
 # functions of each node's CPU profile (flat and cumulative) and writes the
-# raw profiles to OUT/nN.cpu.pb.gz, OUT/nN.allocs.pb.gz.
+# raw profiles to OUT/nN.cpu.pb.gz, OUT/nN.allocs.pb.gz, and the storage
+# engine's report (/debug/pebble: LSM levels, bytes flushed and compacted)
+# to OUT/nN.pebble.txt.
 #
 # Usage: scripts/profile.sh [--out DIR] [--seconds N] [--] BENCH-ARGS...
 #   e.g. scripts/profile.sh -- kv --read-fraction 0 --keys 100000 --clients 256
@@ -71,6 +73,7 @@ done
 wait "${curls[@]}"
 for i in 1 2 3; do
 	curl -sf -o "$OUT/n$i.allocs.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/allocs"
+	curl -sf -o "$OUT/n$i.pebble.txt" "http://127.0.0.1:$((PORT + 999 + i))/debug/pebble" || true
 done
 wait "$bench"
 cat "$OUT/bench.txt"
