@@ -26,14 +26,49 @@ import (
 // whose appends may have been lost: Raft sends an empty append after a
 // heartbeat response to find out), and it is sent.
 //
+// Notices that commit a configuration change are sent, though: a follower
+// must apply a new configuration at once, or it may campaign under the old
+// one. A leader transfer right after a replica move sends MsgTimeoutNow to
+// the new replica as soon as its log is complete; if it has not yet applied
+// the entry that leaves the joint configuration, its election needs a
+// quorum of the outgoing configuration too, which the move may have taken
+// away, and the range is leaderless for an election timeout
+// (TestFollowerThatMissedAMoveCatchesUpWithTheReplicaItAdded caught it).
+//
 // Dropping is safe because Raft tolerates lost messages.
+
+// noticeState tracks configuration changes in the log and the commit index
+// the leader last sent notices for.
+type noticeState struct {
+	lastConfIndex uint64 // index of the last configuration change appended
+	noticed       uint64 // highest commit index of notices looked at
+}
+
+// sawEntries records configuration changes among entries being appended.
+func (s *noticeState) sawEntries(ents []raftpb.Entry) {
+	for _, e := range ents {
+		if e.Type == raftpb.EntryConfChange || e.Type == raftpb.EntryConfChangeV2 {
+			s.lastConfIndex = e.Index
+		}
+	}
+}
+
+// commitsConfChange reports whether a notice up to commit is the first to
+// commit the last configuration change.
+func (s *noticeState) commitsConfChange(commit uint64) bool {
+	return s.lastConfIndex > s.noticed && s.lastConfIndex <= commit
+}
 
 // dropCommitNoticesLocked removes commit notices from a leader's messages.
 func (r *Replica) dropCommitNoticesLocked(msgs []raftpb.Message) []raftpb.Message {
 	var acked map[uint64]uint64 // replicating follower -> its match index
 	out := msgs[:0]
+	noticed := r.mu.notices.noticed
 	for _, m := range msgs {
-		if m.Type == raftpb.MsgApp && len(m.Entries) == 0 {
+		if m.Type == raftpb.MsgApp {
+			noticed = max(noticed, m.Commit)
+		}
+		if m.Type == raftpb.MsgApp && len(m.Entries) == 0 && !r.mu.notices.commitsConfChange(m.Commit) {
 			if acked == nil {
 				acked = make(map[uint64]uint64, 4)
 				r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
@@ -48,5 +83,6 @@ func (r *Replica) dropCommitNoticesLocked(msgs []raftpb.Message) []raftpb.Messag
 		}
 		out = append(out, m)
 	}
+	r.mu.notices.noticed = noticed
 	return out
 }

@@ -62,3 +62,25 @@ func TestLeaderDropsCommitNotices(t *testing.T) {
 		}
 	}
 }
+
+// TestNoticeThatCommitsAConfChangeIsKept: the first notice whose commit
+// index covers the last configuration change appended is sent; earlier and
+// later ones are not singled out.
+func TestNoticeThatCommitsAConfChangeIsKept(t *testing.T) {
+	var s noticeState
+	s.sawEntries([]raftpb.Entry{{Index: 5}, {Index: 6, Type: raftpb.EntryConfChangeV2}, {Index: 7}})
+	if s.commitsConfChange(5) {
+		t.Error("a notice up to 5 commits the change at 6")
+	}
+	if !s.commitsConfChange(6) || !s.commitsConfChange(7) {
+		t.Error("a notice up to 6 or 7 does not commit the change at 6")
+	}
+	s.noticed = 6 // notices up to 6 went out
+	if s.commitsConfChange(8) {
+		t.Error("a later notice still counts as the one committing the change")
+	}
+	s.sawEntries([]raftpb.Entry{{Index: 9, Type: raftpb.EntryConfChange}})
+	if !s.commitsConfChange(9) {
+		t.Error("a notice up to 9 does not commit the change at 9")
+	}
+}

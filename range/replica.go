@@ -117,6 +117,9 @@ type Replica struct {
 		readQueue []chan uint64
 		reads     map[string]*readRequest
 		lease     leaderLease // see lease.go
+		// notices is what commit_notice.go needs to tell a notice that
+		// commits a configuration change from the others.
+		notices noticeState
 		applyWait []applyWaiter
 		// incoming holds received snapshot data by index until Raft hands
 		// the snapshot back in a Ready (or a newer one supersedes it).

@@ -166,6 +166,7 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 		return raft.Ready{}, false
 	}
 	rd := r.mu.rn.Ready()
+	r.mu.notices.sawEntries(rd.Entries)
 	if r.mu.rn.BasicStatus().RaftState == raft.StateLeader {
 		rd.Messages = r.dropCommitNoticesLocked(rd.Messages)
 	}
