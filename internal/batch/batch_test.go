@@ -1,0 +1,150 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// server answers requests (ints) with their double; calls wait on hold so a
+// test can keep every slot busy while requests queue.
+type server struct {
+	hold chan struct{}
+
+	mu      sync.Mutex
+	singles int
+	batches [][]int
+	fail    error // the whole of every batch fails with it
+}
+
+func (s *server) config(maxInFlight, maxItems, maxBytes int) Config[int, int] {
+	return Config[int, int]{
+		One: func(ctx context.Context, req int) (int, error) {
+			s.mu.Lock()
+			s.singles++
+			s.mu.Unlock()
+			<-s.hold
+			return 2 * req, nil
+		},
+		Many: func(ctx context.Context, reqs []int, deadlines []time.Time) ([]int, []error, error) {
+			s.mu.Lock()
+			s.batches = append(s.batches, append([]int(nil), reqs...))
+			fail := s.fail
+			s.mu.Unlock()
+			<-s.hold
+			if fail != nil {
+				return nil, nil, fail
+			}
+			out, errs := make([]int, len(reqs)), make([]error, len(reqs))
+			for i, r := range reqs {
+				if r < 0 {
+					errs[i] = fmt.Errorf("negative %d", r)
+					continue
+				}
+				out[i] = 2 * r
+			}
+			return out, errs, nil
+		},
+		Size:        func(req int) int { return 10 },
+		MaxInFlight: maxInFlight, MaxItems: maxItems, MaxBytes: maxBytes,
+	}
+}
+
+func (s *server) calls() (int, [][]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.singles, append([][]int(nil), s.batches...)
+}
+
+type result struct {
+	resp int
+	err  error
+}
+
+// queue fills the one slot with request 0, queues reqs behind it, and
+// returns their results once the server is let go.
+func queue(t *testing.T, s *server, b *Batcher[int, int], reqs []int) []result {
+	t.Helper()
+	out := make([]result, len(reqs))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.Do(context.Background(), 0) }()
+	waitUntil(t, func() bool { n, _ := s.calls(); return n == 1 })
+	for i, r := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := b.Do(context.Background(), r)
+			out[i] = result{resp, err}
+		}()
+	}
+	waitUntil(t, func() bool { return b.Queued() == len(reqs) })
+	close(s.hold)
+	wg.Wait()
+	return out
+}
+
+// TestBatchesRespectItemAndByteBounds: ten queued requests behind one busy
+// slot leave in batches of at most MaxItems requests and MaxBytes bytes,
+// each caller getting its own answer or error.
+func TestBatchesRespectItemAndByteBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		maxItems, maxBytes int
+		want               []int // batch sizes; a batch of one goes as a single call
+		singles            int
+	}{
+		{"items", 4, 1000, []int{4, 4, 2}, 1},
+		{"bytes", 100, 30, []int{3, 3, 3}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &server{hold: make(chan struct{})}
+			b := New(s.config(1, tc.maxItems, tc.maxBytes))
+			reqs := []int{1, 2, 3, 4, -5, 6, 7, 8, 9, 10}
+			got := queue(t, s, b, reqs)
+			singles, batches := s.calls()
+			var sizes []int
+			for _, bt := range batches {
+				sizes = append(sizes, len(bt))
+			}
+			// The callers queue in no particular order.
+			if fmt.Sprint(sizes) != fmt.Sprint(tc.want) || singles != tc.singles {
+				t.Fatalf("batches %v and %d single calls, want sizes %v and %d single calls (the busy one included)", batches, singles, tc.want, tc.singles)
+			}
+			for i, r := range reqs {
+				switch {
+				case r < 0 && (got[i].err == nil || got[i].err.Error() != "negative -5"):
+					t.Errorf("request %d: %v, want its own error", r, got[i])
+				case r >= 0 && (got[i].err != nil || got[i].resp != 2*r):
+					t.Errorf("request %d: %v, want %d", r, got[i], 2*r)
+				}
+			}
+		})
+	}
+}
+
+// TestFailedBatchFailsEachRequest: a batch call that fails as a whole gives
+// every request in it that error.
+func TestFailedBatchFailsEachRequest(t *testing.T) {
+	s := &server{hold: make(chan struct{}), fail: errors.New("connection lost")}
+	b := New(s.config(1, 100, 1000))
+	for i, r := range queue(t, s, b, []int{1, 2, 3}) {
+		if r.err == nil || r.err.Error() != "connection lost" {
+			t.Errorf("request %d: %v, want the batch's error", i, r)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
