@@ -97,7 +97,7 @@ func New(cfg Config) (*Node, error) {
 		logger:     cfg.Logger.With("node", cfg.NodeID),
 		hlc:        hlc.New(cfg.Clock),
 		started:    cfg.Clock.Now(),
-		votesFrom:  time.Now().Add(time.Duration(cfg.ElectionTicks) * cfg.TickInterval),
+		votesFrom:  cfg.Clock.Now().Add(time.Duration(cfg.ElectionTicks) * cfg.TickInterval),
 		stopTicker: make(chan struct{}),
 		tickerDone: make(chan struct{}),
 	}
@@ -305,8 +305,11 @@ func (n *Node) addReplica(st *replica.Storage) error {
 				}
 			}()
 		},
-		ElectionTicks:        n.cfg.ElectionTicks,
-		LeaseDuration:        n.cfg.leaseDuration(),
+		ElectionTicks: n.cfg.ElectionTicks,
+		LeaseDuration: n.cfg.leaseDuration(),
+		// The lease and the vote delay after a restart (vote_delay.go) use
+		// the same clock.
+		Now:                  n.cfg.Clock.Now,
 		LogTruncateThreshold: n.cfg.LogTruncateThreshold,
 	}, st)
 	if err != nil {

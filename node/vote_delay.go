@@ -33,8 +33,14 @@ const transferCampaign = "CampaignTransfer"
 
 // ignoresVote reports whether r must not see the vote request m yet.
 func (n *Node) ignoresVote(r *replica.Replica, m *raftpb.Message) bool {
-	if m.Type != raftpb.MsgVote && m.Type != raftpb.MsgPreVote || string(m.Context) == transferCampaign {
+	if !delayableVote(m) {
 		return false
 	}
-	return time.Now().Before(n.votesFrom) && !r.NeverElected()
+	return n.cfg.Clock.Now().Before(n.votesFrom) && !r.NeverElected()
+}
+
+// delayableVote reports whether m is a vote request the delay applies to:
+// a (pre-)vote that is not a transfer's.
+func delayableVote(m *raftpb.Message) bool {
+	return (m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote) && string(m.Context) != transferCampaign
 }
