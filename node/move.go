@@ -272,10 +272,20 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, erro
 // destroyReplica closes a replica removed from its range and deletes its
 // data, unless the local replica has a different (newer) replica ID.
 func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
+	n.createMu.Lock()
 	r := n.replica(rangeID)
-	if r == nil || r.ReplicaID() != replicaID {
+	_, busy := n.destroying[rangeID] // another call is destroying it
+	if r == nil || r.ReplicaID() != replicaID || busy {
+		n.createMu.Unlock()
 		return nil
 	}
+	n.destroying[rangeID] = struct{}{}
+	n.createMu.Unlock()
+	defer func() {
+		n.createMu.Lock()
+		delete(n.destroying, rangeID)
+		n.createMu.Unlock()
+	}()
 	desc := r.Descriptor()
 	// Out of the registry first, so no new scheduler round picks the replica
 	// up, then wait out a round that already has it: that round's log and
@@ -320,6 +330,9 @@ func (n *Node) createReplica(desc *pb.RangeDescriptor) (*replica.Replica, error)
 	defer n.createMu.Unlock()
 	if r := n.replica(desc.RangeId); r != nil {
 		return r, nil
+	}
+	if _, ok := n.destroying[desc.RangeId]; ok {
+		return nil, fmt.Errorf("range %d: the previous replica on node %d is being destroyed; retry later", desc.RangeId, n.id)
 	}
 	if desc == nil || replica.ReplicaIDOnNode(desc, n.id) == 0 {
 		return nil, fmt.Errorf("snapshot descriptor does not list node %d", n.id)
