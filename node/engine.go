@@ -1,8 +1,6 @@
 package node
 
 import (
-	"time"
-
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 )
@@ -34,28 +32,6 @@ func (n *Node) engineOptions() *pebble.Options {
 	// large key space miss in all but one level.
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	// Value separation: values of 256 bytes or more (every Raft log entry
-	// of a put and its value record) go to blob files at flush, and
-	// compactions move 30-byte references instead of rewriting them. Every
-	// entry and most values were flushed to L0 and rewritten by compactions
-	// about twice (the log is truncated after the memtable is flushed):
-	// compactions were a sixth of a node's CPU under puts. The cost is disk:
-	// overwritten and truncated values stay in their blob files until a
-	// file is mostly garbage or is rewritten (after 5 minutes, once 20% of it
-	// is garbage): 1.5x the disk use after a minute of puts. Puts 1.14x,
-	// CPU per put 0.87x; reads (95%) 1.19x (scripts/ab.sh, BENCHMARKS.md).
-	// It needs the newest on-disk format (columnar blocks), which Pebble
-	// ratchets existing stores up to when they open.
-	opts.FormatMajorVersion = pebble.FormatNewest
-	opts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-		return pebble.ValueSeparationPolicy{
-			Enabled:               true,
-			MinimumSize:           256,
-			MaxBlobReferenceDepth: 10,
-			RewriteMinimumAge:     5 * time.Minute,
-			TargetGarbageRatio:    0.2,
-		}
 	}
 	opts.EnsureDefaults()
 	return opts
