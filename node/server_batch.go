@@ -39,11 +39,7 @@ func (s *kvServer) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchRe
 	resp := &pb.BatchResponse{Results: make([]*pb.BatchResult, len(req.Items))}
 	var wg sync.WaitGroup
 	for i, it := range req.Items {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp.Results[i] = s.batchItem(ctx, it)
-		}()
+		wg.Go(func() { resp.Results[i] = s.batchItem(ctx, it) })
 	}
 	wg.Wait()
 	return resp, nil
