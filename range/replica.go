@@ -119,7 +119,7 @@ type Replica struct {
 		lease     leaderLease // see lease.go
 		// notices is what commit_notice.go needs to tell a notice that
 		// commits a configuration change from the others.
-		notices noticeState
+		notices   noticeState
 		applyWait []applyWaiter
 		// incoming holds received snapshot data by index until Raft hands
 		// the snapshot back in a Ready (or a newer one supersedes it).
