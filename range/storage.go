@@ -82,6 +82,13 @@ func LoadStorage(db *pebble.DB, rangeID uint64) (*Storage, error) {
 	if last < trunc.Index {
 		last = trunc.Index
 	}
+	// The stored commit index may trail: a HardState whose only change is
+	// the commit index is not written (PersistReady). Everything applied
+	// was committed, and the applied index is durable with the applied
+	// state, so the commit index is at least that.
+	if !raft.IsEmptyHardState(hs) && hs.Commit < applied.Index {
+		hs.Commit = applied.Index
+	}
 	s.mu.hardState = hs
 	s.mu.truncated = trunc
 	s.mu.lastIndex = last
