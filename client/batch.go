@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -72,9 +71,8 @@ func sendOne(ctx context.Context, kv pb.KVClient, item *pb.BatchItem) (*pb.Batch
 
 // sendMany sends requests in one KV.Batch call, each with its own timeout.
 func sendMany(ctx context.Context, kv pb.KVClient, items []*pb.BatchItem, deadlines []time.Time) ([]*pb.BatchResult, []error, error) {
-	now := time.Now()
-	for i, it := range items {
-		it.TimeoutMicros = batch.Timeout(deadlines[i], now).Microseconds()
+	for i, t := range batch.TimeoutMicros(deadlines) {
+		items[i].TimeoutMicros = t
 	}
 	resp, err := kv.Batch(ctx, &pb.BatchRequest{Items: items})
 	if err != nil {
@@ -84,7 +82,7 @@ func sendMany(ctx context.Context, kv pb.KVClient, items []*pb.BatchItem, deadli
 	for i, res := range resp.Results {
 		if e := res.GetError(); e != nil {
 			resp.Results[i] = nil
-			errs[i] = status.ErrorProto(&spb.Status{Code: e.Code, Message: e.Message, Details: e.Details})
+			errs[i] = e.Err()
 		}
 	}
 	return resp.Results, errs, nil

@@ -5,9 +5,7 @@ import (
 	"sync"
 	"time"
 
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftrix/raftrixdb/internal/batch"
@@ -47,11 +45,7 @@ func (t *transport) evaluator(conn *grpc.ClientConn) *evalBatcher {
 			return client.Evaluate(ctx, req)
 		},
 		Many: func(ctx context.Context, reqs []*pb.InternalRequest, deadlines []time.Time) ([]*pb.InternalResponse, []error, error) {
-			breq := &pb.EvaluateBatchRequest{Requests: reqs, TimeoutMicros: make([]int64, len(reqs))}
-			now := time.Now()
-			for i, d := range deadlines {
-				breq.TimeoutMicros[i] = batch.Timeout(d, now).Microseconds()
-			}
+			breq := &pb.EvaluateBatchRequest{Requests: reqs, TimeoutMicros: batch.TimeoutMicros(deadlines)}
 			resp, err := client.EvaluateBatch(forwardContext(ctx, t.n.id), breq)
 			if err != nil {
 				return nil, nil, err
@@ -60,7 +54,7 @@ func (t *transport) evaluator(conn *grpc.ClientConn) *evalBatcher {
 			errs := make([]error, len(resp.Results))
 			for i, r := range resp.Results {
 				if e := r.Error; e != nil {
-					errs[i] = status.ErrorProto(&spb.Status{Code: e.Code, Message: e.Message, Details: e.Details})
+					errs[i] = e.Err()
 					continue
 				}
 				out[i] = r.Response
@@ -117,7 +111,7 @@ func (n *Node) evaluateItem(ctx context.Context, r *pb.InternalRequest, timeoutM
 	out, err := n.evaluate(ctx, r)
 	n.metrics.observeCall(pb.Internal_Evaluate_FullMethodName, start, err)
 	if err != nil {
-		return &pb.EvaluateResult{Error: statusProto(err)}
+		return &pb.EvaluateResult{Error: pb.StatusOf(err)}
 	}
 	return &pb.EvaluateResult{Response: out}
 }

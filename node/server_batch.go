@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/status"
-
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
@@ -80,13 +78,7 @@ func (s *kvServer) batchItem(ctx context.Context, it *pb.BatchItem) *pb.BatchRes
 	}
 	s.n.metrics.observeCall(method, start, err)
 	if err != nil {
-		return &pb.BatchResult{Result: &pb.BatchResult_Error{Error: statusProto(err)}}
+		return &pb.BatchResult{Result: &pb.BatchResult_Error{Error: pb.StatusOf(err)}}
 	}
 	return res
-}
-
-// statusProto is err's gRPC status as a batch result carries it.
-func statusProto(err error) *pb.Status {
-	st := status.Convert(err).Proto()
-	return &pb.Status{Code: st.Code, Message: st.Message, Details: st.Details}
 }

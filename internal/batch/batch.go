@@ -183,11 +183,16 @@ func (b *Batcher[Req, Resp]) send(batch []*call[Req, Resp]) {
 	}
 }
 
-// Timeout returns how long a request with deadline d may still take, for
-// a batch item's own timeout (0: no deadline; at least 1µs otherwise).
-func Timeout(d time.Time, now time.Time) time.Duration {
-	if d.IsZero() {
-		return 0
+// TimeoutMicros returns, for each deadline, how many microseconds its
+// request may still take, as a batch item carries its own timeout (0: no
+// deadline; at least 1 otherwise).
+func TimeoutMicros(deadlines []time.Time) []int64 {
+	now := time.Now()
+	out := make([]int64, len(deadlines))
+	for i, d := range deadlines {
+		if !d.IsZero() {
+			out[i] = max(d.Sub(now).Microseconds(), 1)
+		}
 	}
-	return max(d.Sub(now), time.Microsecond)
+	return out
 }
