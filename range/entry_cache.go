@@ -13,9 +13,34 @@ import "go.etcd.io/raft/v3/raftpb"
 // an idle range keeps none; maxEntryCacheBytes bounds a range that falls
 // behind in applying. Entries are shared, never copied: Raft does not
 // modify an entry once it is in a Ready.
+//
+// The terms of the applied entries it dropped are kept, as one run of
+// indexes with the same term: the leader asks for the term of the entry
+// before every append it sends (the follower's last entry, usually applied
+// by then), and the follower asks the same to match it. Read from the
+// engine, those lookups took 5% of the nodes' CPU under puts
+// (scripts/profile.sh). An applied entry is committed, and a committed
+// entry's term never changes, so the run stays true until truncation
+// passes it.
 type entryCache struct {
 	ents  []raftpb.Entry
 	bytes int
+	// applied: every entry in [applied.first, applied.last] was applied
+	// with term applied.term (empty while last < first).
+	applied termRun
+}
+
+// termRun is a run of log indexes whose entries have the same term.
+type termRun struct{ first, last, term uint64 }
+
+// extend adds an applied entry to the run; an entry that does not continue
+// it (a new term, or a gap) starts a new run.
+func (r *termRun) extend(e *raftpb.Entry) {
+	if r.first <= r.last && e.Index == r.last+1 && e.Term == r.term {
+		r.last = e.Index
+		return
+	}
+	*r = termRun{first: e.Index, last: e.Index, term: e.Term}
 }
 
 // maxEntryCacheBytes bounds one replica's cache; the oldest entries go
@@ -58,6 +83,7 @@ func (c *entryCache) dropTo(index uint64) {
 	i := 0
 	for i < len(c.ents) && c.ents[i].Index <= index {
 		c.bytes -= c.ents[i].Size()
+		c.applied.extend(&c.ents[i])
 		i++
 	}
 	if i == len(c.ents) {
@@ -98,10 +124,14 @@ func (c *entryCache) get(lo, hi, maxSize uint64) ([]raftpb.Entry, bool) {
 	return out, true
 }
 
-// term returns the term of the entry at index, if it is cached.
+// term returns the term of the entry at index, if it is cached or in the
+// run of applied entries. The caller checks that index is not truncated.
 func (c *entryCache) term(index uint64) (uint64, bool) {
-	if len(c.ents) == 0 || index < c.ents[0].Index || index > c.ents[len(c.ents)-1].Index {
-		return 0, false
+	if len(c.ents) > 0 && index >= c.ents[0].Index && index <= c.ents[len(c.ents)-1].Index {
+		return c.ents[index-c.ents[0].Index].Term, true
 	}
-	return c.ents[index-c.ents[0].Index].Term, true
+	if index >= c.applied.first && index <= c.applied.last {
+		return c.applied.term, true
+	}
+	return 0, false
 }

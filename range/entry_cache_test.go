@@ -58,10 +58,19 @@ func TestEntryCache(t *testing.T) {
 	if term, _ := c.term(7); term != 1 {
 		t.Fatalf("cache changed by a caller's append: term(7) = %d", term)
 	}
-	// Applied entries go.
+	// Applied entries go; the terms of the last run of them (8 and 9, term
+	// 2) stay known, those before the term changed do not.
 	c.dropTo(9)
-	if _, ok := c.term(9); ok {
-		t.Fatal("term(9) hit after dropTo(9)")
+	if _, ok := c.get(9, 10, 1<<20); ok {
+		t.Fatal("get(9,10) hit after dropTo(9)")
+	}
+	for i, want := range map[uint64]uint64{8: 2, 9: 2} {
+		if term, ok := c.term(i); !ok || term != want {
+			t.Fatalf("term(%d) after dropTo(9) = %d, %v; want %d", i, term, ok, want)
+		}
+	}
+	if _, ok := c.term(7); ok {
+		t.Fatal("term(7) hit after dropTo(9), but the run of term 2 starts at 8")
 	}
 	if got, ok := c.get(10, 12, 1<<20); !ok || len(got) != 2 {
 		t.Fatalf("get(10,12) after dropTo(9) = %v, %v", indexes(got), ok)
@@ -77,6 +86,34 @@ func TestEntryCache(t *testing.T) {
 	c.dropTo(100)
 	if len(c.ents) != 0 || c.bytes != 0 {
 		t.Fatalf("after dropping everything: %d entries, %d bytes", len(c.ents), c.bytes)
+	}
+	// 20 and 21 do not continue the run 8..9: they start a new one.
+	if term, ok := c.term(21); !ok || term != 3 {
+		t.Fatalf("term(21) = %d, %v; want 3", term, ok)
+	}
+	if _, ok := c.term(9); ok {
+		t.Fatal("term(9) hit after a run that does not continue it")
+	}
+}
+
+// TestEntryCacheKeepsTermsOfAppliedEntries checks that an applied entry's
+// term is answered from memory after the entry has left the cache.
+func TestEntryCacheKeepsTermsOfAppliedEntries(t *testing.T) {
+	var c entryCache
+	c.add(cacheEnts(4, 1, 6)) // 1..5, term 4
+	c.dropTo(5)
+	for i := uint64(1); i <= 5; i++ {
+		if term, ok := c.term(i); !ok || term != 4 {
+			t.Fatalf("term(%d) = %d, %v; want 4 from the applied run", i, term, ok)
+		}
+	}
+	c.add(cacheEnts(5, 6, 8)) // 6..7, term 5
+	c.dropTo(6)
+	if term, ok := c.term(6); !ok || term != 5 {
+		t.Fatalf("term(6) = %d, %v; want 5", term, ok)
+	}
+	if term, ok := c.term(7); !ok || term != 5 {
+		t.Fatalf("term(7) = %d, %v; want 5 (still cached)", term, ok)
 	}
 }
 
