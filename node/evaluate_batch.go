@@ -92,8 +92,12 @@ func (s *internalServer) EvaluateBatch(ctx context.Context, req *pb.EvaluateBatc
 	}
 	resp := &pb.EvaluateBatchResponse{Results: make([]*pb.EvaluateResult, len(req.Requests))}
 	var wg sync.WaitGroup
+	wg.Add(len(req.Requests))
 	for i, r := range req.Requests {
-		wg.Go(func() { resp.Results[i] = n.evaluateItem(ctx, r, req.TimeoutMicros[i]) })
+		n.items.Go(func() {
+			defer wg.Done()
+			resp.Results[i] = n.evaluateItem(ctx, r, req.TimeoutMicros[i])
+		})
 	}
 	wg.Wait()
 	return resp, nil

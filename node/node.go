@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
+	"github.com/raftrix/raftrixdb/internal/workers"
 	"github.com/raftrix/raftrixdb/placement"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
@@ -39,6 +40,9 @@ type Node struct {
 	sched   *scheduler
 	trans   *transport
 	txn     *txn.Coordinator
+	// items runs the requests of batch calls (KV.Batch,
+	// Internal.EvaluateBatch) on reused goroutines.
+	items *workers.Pool
 
 	placement *placement.Service
 	bgCancel  context.CancelFunc
@@ -128,6 +132,7 @@ func New(cfg Config) (*Node, error) {
 	n.db = db
 	n.records = replica.NewRecordCache(cfg.RecordCacheBytes)
 	n.sched = newScheduler(cfg.Workers, n.processRanges)
+	n.items = workers.New(maxItemWorkers)
 	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "raftrix_ranges_ticking",
 		Help: "Local replicas that tick (not quiesced).",
@@ -156,7 +161,7 @@ func New(cfg Config) (*Node, error) {
 		LiveTimeout: 3 * cfg.HeartbeatInterval,
 		Interval:    cfg.HeartbeatInterval,
 	})
-	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry, Metrics: m.txn})
+	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry, Metrics: m.txn, Go: n.items.Go})
 	if err := n.bootstrapIfEmpty(); err != nil {
 		db.Close()
 		return nil, err
@@ -232,6 +237,7 @@ func (n *Node) Stop() {
 		// Replicas are closed, so in-flight requests have already failed;
 		// a graceful stop would only wait for peers' long-lived Raft streams.
 		n.grpc.Stop()
+		n.items.Close()
 		n.trans.stop()
 		n.sched.stop()
 		n.metrics.engine.detach()

@@ -11,6 +11,11 @@ import (
 // maxBatchItems bounds the requests of one Batch call.
 const maxBatchItems = 1000
 
+// maxItemWorkers bounds the goroutines kept to run batch items (about the
+// requests a loaded node has in flight at once); more items than that run
+// on goroutines of their own.
+const maxItemWorkers = 1024
+
 // Batch runs independent gets, puts, deletes and transactions, each exactly as its own
 // call would run (same validation, routing, forwarding and errors), all at
 // once: puts to different ranges join the same Raft round. The batch's
@@ -36,8 +41,12 @@ func (s *kvServer) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchRe
 	}
 	resp := &pb.BatchResponse{Results: make([]*pb.BatchResult, len(req.Items))}
 	var wg sync.WaitGroup
+	wg.Add(len(req.Items))
 	for i, it := range req.Items {
-		wg.Go(func() { resp.Results[i] = s.batchItem(ctx, it) })
+		n.items.Go(func() {
+			defer wg.Done()
+			resp.Results[i] = s.batchItem(ctx, it)
+		})
 	}
 	wg.Wait()
 	return resp, nil

@@ -38,6 +38,10 @@ type Config struct {
 	Expiry time.Duration
 	// Metrics, if set, counts commits, aborts, retries and resolved intents.
 	Metrics *Metrics
+	// Go runs f on another goroutine (default: a new one). The node passes
+	// its pool of reused goroutines (internal/workers): the coordinator
+	// sends each participant's commands from a goroutine of its own.
+	Go func(f func())
 }
 
 // Coordinator runs transactions. It is safe for concurrent use.
@@ -64,6 +68,9 @@ func NewCoordinator(cfg Config) *Coordinator {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Go == nil {
+		cfg.Go = func(f func()) { go f() }
 	}
 	cfg.Sender = cfg.Metrics.countResolved(cfg.Sender)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -313,13 +320,13 @@ const maxPrepareRounds = 50
 // prepareAll sends the prepares of ps in parallel and records their results.
 func (c *Coordinator) prepareAll(ctx context.Context, ps []*participant) {
 	var wg sync.WaitGroup
+	wg.Add(len(ps))
 	for _, p := range ps {
-		wg.Add(1)
-		go func(p *participant) {
+		c.cfg.Go(func() {
 			defer wg.Done()
 			r, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}})
 			p.result, p.err = r.GetPrepare(), err
-		}(p)
+		})
 	}
 	wg.Wait()
 }
@@ -375,12 +382,12 @@ func (c *Coordinator) abort(txnID, primary []byte, parts []*participant) {
 // (those on the primary's range only if the end did not: primaryResolved).
 func (c *Coordinator) resolveAll(rec *pb.TxnRecord, txnID, primary []byte, parts []*participant, primaryResolved bool) {
 	c.bg.Add(1)
-	go func() {
+	c.cfg.Go(func() {
 		defer c.bg.Done()
 		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
 		defer cancel()
 		c.resolveParts(ctx, rec, txnID, primary, parts, primaryResolved)
-	}()
+	})
 }
 
 // resolveParts resolves every participant's intents (the primary's range's
@@ -394,12 +401,12 @@ func (c *Coordinator) resolveParts(ctx context.Context, rec *pb.TxnRecord, txnID
 			continue
 		}
 		wg.Add(1)
-		go func(p *participant) {
+		c.cfg.Go(func() {
 			defer wg.Done()
 			if err := c.resolve(ctx, rec, txnID, primary, p.keys); err != nil {
 				failed.Store(true)
 			}
-		}(p)
+		})
 	}
 	wg.Wait()
 	if !failed.Load() {
