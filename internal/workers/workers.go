@@ -15,31 +15,31 @@ import (
 	"sync/atomic"
 )
 
-// Pool runs functions on up to max reused goroutines, and on fresh ones
+// Pool runs functions on up to size reused goroutines, and on fresh ones
 // when all of those are busy: Go never waits for a worker, so a function
 // that blocks cannot hold up the others.
 type Pool struct {
-	max  int64
+	size int64
 	work chan func()
 	stop chan struct{}
 	live atomic.Int64
 	once sync.Once
 }
 
-// New returns a pool that keeps up to max workers.
-func New(max int) *Pool {
-	return &Pool{max: int64(max), work: make(chan func()), stop: make(chan struct{})}
+// New returns a pool that keeps up to size workers.
+func New(size int) *Pool {
+	return &Pool{size: int64(size), work: make(chan func()), stop: make(chan struct{})}
 }
 
-// Go runs f on an idle worker, on a new worker if fewer than max exist, or
-// else on a goroutine of its own.
+// Go runs f on an idle worker, on a new worker if fewer than size exist,
+// or else on a goroutine of its own.
 func (p *Pool) Go(f func()) {
 	select {
 	case p.work <- f: // an idle worker took it
 		return
 	default:
 	}
-	if p.live.Add(1) <= p.max {
+	if p.live.Add(1) <= p.size {
 		go p.worker(f)
 		return
 	}
