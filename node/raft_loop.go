@@ -15,7 +15,7 @@ import (
 //  1. tick and collect the Ready of every range in the batch;
 //  2. write all their entries, hard states and snapshots in one batch with
 //     one sync (group commit across ranges); the sync is skipped when no
-//     range appends entries or changes its term or vote (MustSync);
+//     range appends entries or changes its term or vote (what PersistReady reports);
 //  3. send their messages, apply all their committed entries in one more
 //     batch (not synced: the entries are durable in the log), advance.
 //
@@ -46,10 +46,11 @@ func (n *Node) processRanges(batch []scheduledRange) {
 			continue
 		}
 		n.metrics.raftAppended(sr.rangeID, r.IsLeader(), rd.Entries, time.Now())
-		if err := r.PersistReady(b, rd); err != nil {
+		sync, err := r.PersistReady(b, rd)
+		if err != nil {
 			n.fatal(fmt.Errorf("range %d: persist ready: %w", sr.rangeID, err))
 		}
-		mustSync = mustSync || r.MustSync(rd)
+		mustSync = mustSync || sync
 		ps = append(ps, pending{r: r, rd: rd})
 	}
 	if len(ps) == 0 {

@@ -220,7 +220,7 @@ func installSnapshot(t *testing.T, db *pebble.DB, r *Replica, m raftpb.Message, 
 			break
 		}
 		b := db.NewBatch()
-		err := r.PersistReady(b, rd)
+		_, err := r.PersistReady(b, rd)
 		if err == nil {
 			err = b.Commit(pebble.NoSync)
 		}

@@ -10,8 +10,8 @@
 //
 //	rd, ok := r.Ready()                      // collect under the replica lock
 //	if ok {
-//		r.PersistReady(batch, rd)            // entries, HardState, snapshot
-//		batch.Commit(pebble.Sync)           // shared by many replicas
+//		sync, _ := r.PersistReady(batch, rd) // entries, HardState, snapshot
+//		batch.Commit(pebble.Sync)           // shared by many replicas (synced if any must)
 //		r.MarkPersisted(rd)                  // update cached log bounds
 //		send(rd.Messages)
 //		r.ApplyAndAdvance(rd)                // apply committed entries, Advance

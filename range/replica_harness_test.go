@@ -139,7 +139,7 @@ func (g *testGroup) handleReady(id uint64) bool {
 	}
 	b := g.dbs[id].NewBatch()
 	defer b.Close()
-	if err := r.PersistReady(b, rd); err != nil {
+	if _, err := r.PersistReady(b, rd); err != nil {
 		g.t.Fatalf("replica %d: persist ready: %v", id, err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {

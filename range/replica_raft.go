@@ -202,49 +202,40 @@ func (r *Replica) failPendingLocked() {
 	r.failReadsLocked()
 }
 
-// PersistReady writes the Ready's snapshot, entries and hard state into b.
-// The caller commits b with a sync, possibly together with other replicas'
-// Readies, before calling MarkPersisted.
-func (r *Replica) PersistReady(b *pebble.Batch, rd raft.Ready) error {
+// PersistReady writes the Ready's snapshot, entries and hard state into b,
+// and reports whether b must be synced before rd's messages are sent: it
+// must if rd installs a snapshot, appends entries, or changes the term or
+// vote (raft.MustSync). The caller commits b, possibly together with other
+// replicas' Readies (synced if any of them must be), before calling
+// MarkPersisted.
+func (r *Replica) PersistReady(b *pebble.Batch, rd raft.Ready) (mustSync bool, err error) {
 	afterSnapshot := false
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := r.persistSnapshot(b, rd.Snapshot); err != nil {
-			return err
+			return false, err
 		}
 		afterSnapshot = true
 	}
 	if err := r.storage.appendEntries(b, rd.Entries, afterSnapshot); err != nil {
-		return err
+		return false, err
 	}
+	r.storage.mu.Lock()
+	prev := r.storage.mu.hardState
+	r.storage.mu.Unlock()
+	mustSync = afterSnapshot || raft.MustSync(rd.HardState, prev, len(rd.Entries))
 	if raft.IsEmptyHardState(rd.HardState) {
-		return nil
+		return mustSync, nil
 	}
-	// A HardState that only moves the commit index is not written: the
-	// commit index is volatile state in Raft, and on start the replica takes
-	// it as at least its applied index (LoadStorage), which is durable with
-	// the applied entries. Under load nearly every round moves it, on every
-	// replica of every range: one write fewer per range per round.
-	r.storage.mu.Lock()
-	prev := r.storage.mu.hardState
-	r.storage.mu.Unlock()
+	// A HardState that only moves the commit index is not written, nor
+	// synced: the commit index is volatile state in Raft, and on start the
+	// replica takes it as at least its applied index (LoadStorage), which
+	// is durable with the applied entries. Under load nearly every round
+	// moves it, on every replica of every range: one write fewer per range
+	// per round.
 	if afterSnapshot || rd.HardState.Term != prev.Term || rd.HardState.Vote != prev.Vote {
-		return setHardState(b, r.rangeID, rd.HardState)
+		return mustSync, setHardState(b, r.rangeID, rd.HardState)
 	}
-	return nil
-}
-
-// MustSync reports whether the batch holding rd must be synced before rd's
-// messages are sent: it must if rd appends entries, installs a snapshot, or
-// changes the term or vote. A HardState that only moves the commit index
-// need not be: the commit index is recovered from the quorum after a crash.
-func (r *Replica) MustSync(rd raft.Ready) bool {
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		return true
-	}
-	r.storage.mu.Lock()
-	prev := r.storage.mu.hardState
-	r.storage.mu.Unlock()
-	return raft.MustSync(rd.HardState, prev, len(rd.Entries))
+	return mustSync, nil
 }
 
 // MarkPersisted updates the replica's cached view after the batch written
