@@ -252,3 +252,13 @@ func formatResult(res Result) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// TestAppliedStateCopyHasEveryField guards StageApply's field-by-field copy
+// of the applied state: a field added to AppliedState must be added there
+// too, or it would be lost on the next apply.
+func TestAppliedStateCopyHasEveryField(t *testing.T) {
+	fields := (&pb.AppliedState{}).ProtoReflect().Descriptor().Fields()
+	if fields.Len() != 4 {
+		t.Fatalf("AppliedState has %d fields; StageApply copies 4 (index, term, last_revision, conf_state): update the copy and this test", fields.Len())
+	}
+}

@@ -50,7 +50,11 @@ func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, erro
 	if len(rd.CommittedEntries) == 0 {
 		return s, nil
 	}
-	applied := proto.Clone(r.storage.Applied()).(*pb.AppliedState)
+	// A field-by-field copy, not proto.Clone (reflection: 1.2% of the nodes'
+	// CPU under puts). ConfState's bytes are shared: apply replaces the
+	// slice, never writes into it.
+	prev := r.storage.Applied()
+	applied := &pb.AppliedState{Index: prev.Index, Term: prev.Term, LastRevision: prev.LastRevision, ConfState: prev.ConfState}
 	sm := &stateMachine{b: b, records: r.cfg.Records, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
 	for i := range rd.CommittedEntries {
 		e := &rd.CommittedEntries[i]
