@@ -262,3 +262,20 @@ func TestAppliedStateCopyHasEveryField(t *testing.T) {
 		t.Fatalf("AppliedState has %d fields; StageApply copies 4 (index, term, last_revision, conf_state): update the copy and this test", fields.Len())
 	}
 }
+
+// TestValueRecordCommittedPartHasEveryField guards committedPart: a field
+// added to ValueRecord must be copied there too (all but the intent).
+func TestValueRecordCommittedPartHasEveryField(t *testing.T) {
+	fields := (&pb.ValueRecord{}).ProtoReflect().Descriptor().Fields()
+	if fields.Len() != 5 {
+		t.Fatalf("ValueRecord has %d fields; committedPart copies 4 and drops the intent: update it and this test", fields.Len())
+	}
+	rec := &pb.ValueRecord{Value: []byte("v"), CreateRevision: 3, ModRevision: 7, Version: 2, Intent: &pb.Intent{TxnId: []byte("t")}}
+	got := committedPart(rec)
+	if string(got.Value) != "v" || got.CreateRevision != 3 || got.ModRevision != 7 || got.Version != 2 || got.Intent != nil {
+		t.Fatalf("committedPart = %v", got)
+	}
+	if rec.Intent == nil {
+		t.Fatal("committedPart changed its argument")
+	}
+}
