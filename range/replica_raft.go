@@ -205,9 +205,16 @@ func (r *Replica) failPendingLocked() {
 // PersistReady writes the Ready's snapshot, entries and hard state into b,
 // and reports whether b must be synced before rd's messages are sent: it
 // must if rd installs a snapshot, appends entries, or changes the term or
-// vote (raft.MustSync). The caller commits b, possibly together with other
-// replicas' Readies (synced if any of them must be), before calling
-// MarkPersisted.
+// vote (rd.MustSync, which Raft computes from its whole hard state). The
+// caller commits b, possibly together with other replicas' Readies (synced
+// if any of them must be), before calling MarkPersisted.
+//
+// Not raft.MustSync(rd.HardState, ...): a Ready that changes no hard state
+// carries an empty one, whose term 0 differs from any real term, so that
+// would report a sync for a round that only answers a heartbeat
+// (TestReadyWithoutStateChangeNeedsNoSync). The node never acted on it, as
+// it skips committing a batch that holds nothing, but a caller should not
+// have to know that.
 func (r *Replica) PersistReady(b *pebble.Batch, rd raft.Ready) (mustSync bool, err error) {
 	afterSnapshot := false
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -219,13 +226,13 @@ func (r *Replica) PersistReady(b *pebble.Batch, rd raft.Ready) (mustSync bool, e
 	if err := r.storage.appendEntries(b, rd.Entries, afterSnapshot); err != nil {
 		return false, err
 	}
-	r.storage.mu.Lock()
-	prev := r.storage.mu.hardState
-	r.storage.mu.Unlock()
-	mustSync = afterSnapshot || raft.MustSync(rd.HardState, prev, len(rd.Entries))
+	mustSync = afterSnapshot || rd.MustSync
 	if raft.IsEmptyHardState(rd.HardState) {
 		return mustSync, nil
 	}
+	r.storage.mu.Lock()
+	prev := r.storage.mu.hardState
+	r.storage.mu.Unlock()
 	// A HardState that only moves the commit index is not written, nor
 	// synced: the commit index is volatile state in Raft, and on start the
 	// replica takes it as at least its applied index (LoadStorage), which

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -446,4 +447,69 @@ func TestTruncateAfterDestroyIsANoOp(t *testing.T) {
 	if err := r.maybeTruncate(); err != nil {
 		t.Fatalf("truncating a destroyed replica's log: %v", err)
 	}
+}
+
+// TestReadyWithoutStateChangeNeedsNoSync: a follower's round that only
+// answers a heartbeat changes no hard state and appends nothing, so its
+// batch needs no sync; a round that appends an entry does.
+func TestReadyWithoutStateChangeNeedsNoSync(t *testing.T) {
+	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	g.mustPut(1, "k", "v", 0)
+	g.checkConverged(1, 2, 3)
+
+	persist := func(id uint64) (raft.Ready, bool) {
+		t.Helper()
+		rd, ok := g.reps[id].Ready()
+		if !ok {
+			t.Fatalf("replica %d has no Ready", id)
+		}
+		b := g.dbs[id].NewBatch()
+		defer b.Close()
+		mustSync, err := g.reps[id].PersistReady(b, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		g.reps[id].MarkPersisted(rd)
+		if _, err := g.reps[id].ApplyAndAdvance(rd); err != nil {
+			t.Fatal(err)
+		}
+		return rd, mustSync
+	}
+
+	// A heartbeat from the leader: follower 2 only answers it.
+	for _, m := range g.reps[1].Tick() {
+		if m.To == 2 && m.Type == raftpb.MsgHeartbeat {
+			if err := g.reps[2].Step(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rd, mustSync := persist(2)
+	if !raft.IsEmptyHardState(rd.HardState) || len(rd.Entries) != 0 || len(rd.Messages) == 0 {
+		t.Fatalf("want a Ready with only messages, got hard state %+v, %d entries, %d messages", rd.HardState, len(rd.Entries), len(rd.Messages))
+	}
+	if mustSync {
+		t.Fatal("a Ready that only answers a heartbeat must not need a sync")
+	}
+
+	// A proposal on the leader: its Ready appends the entry and must sync.
+	data, err := proto.Marshal(&pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte("k2"), Value: []byte("v")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.reps[1].mu.Lock()
+	err = g.reps[1].mu.rn.Propose(data)
+	g.reps[1].mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd, mustSync := persist(1); len(rd.Entries) == 0 || !mustSync {
+		t.Fatalf("a Ready appending %d entries: mustSync %v, want true", len(rd.Entries), mustSync)
+	}
+	g.pump()
+	g.checkConverged(1, 2, 3)
 }
