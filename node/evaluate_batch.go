@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -91,15 +90,9 @@ func (s *internalServer) EvaluateBatch(ctx context.Context, req *pb.EvaluateBatc
 		}
 	}
 	resp := &pb.EvaluateBatchResponse{Results: make([]*pb.EvaluateResult, len(req.Requests))}
-	var wg sync.WaitGroup
-	wg.Add(len(req.Requests))
-	for i, r := range req.Requests {
-		n.items.Go(func() {
-			defer wg.Done()
-			resp.Results[i] = n.evaluateItem(ctx, r, req.TimeoutMicros[i])
-		})
-	}
-	wg.Wait()
+	n.items.Each(len(req.Requests), func(i int) {
+		resp.Results[i] = n.evaluateItem(ctx, req.Requests[i], req.TimeoutMicros[i])
+	})
 	return resp, nil
 }
 

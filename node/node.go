@@ -161,7 +161,7 @@ func New(cfg Config) (*Node, error) {
 		LiveTimeout: 3 * cfg.HeartbeatInterval,
 		Interval:    cfg.HeartbeatInterval,
 	})
-	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry, Metrics: m.txn, Go: n.items.Go})
+	n.txn = txn.NewCoordinator(txn.Config{Sender: n, Lookup: n, Clock: n.hlc, Logger: n.logger, Expiry: cfg.TxnExpiry, Metrics: m.txn, Workers: n.items})
 	if err := n.bootstrapIfEmpty(); err != nil {
 		db.Close()
 		return nil, err

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -40,15 +39,7 @@ func (s *kvServer) Batch(ctx context.Context, req *pb.BatchRequest) (*pb.BatchRe
 		}
 	}
 	resp := &pb.BatchResponse{Results: make([]*pb.BatchResult, len(req.Items))}
-	var wg sync.WaitGroup
-	wg.Add(len(req.Items))
-	for i, it := range req.Items {
-		n.items.Go(func() {
-			defer wg.Done()
-			resp.Results[i] = s.batchItem(ctx, it)
-		})
-	}
-	wg.Wait()
+	n.items.Each(len(req.Items), func(i int) { resp.Results[i] = s.batchItem(ctx, req.Items[i]) })
 	return resp, nil
 }
 

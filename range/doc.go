@@ -11,7 +11,7 @@
 //	rd, ok := r.Ready()                      // collect under the replica lock
 //	if ok {
 //		sync, _ := r.PersistReady(batch, rd) // entries, HardState, snapshot
-//		batch.Commit(pebble.Sync)           // shared by many replicas (synced if any must)
+//		batch.Commit(pebble.Sync)           // shared by many replicas; NoSync if no sync says so
 //		r.MarkPersisted(rd)                  // update cached log bounds
 //		send(rd.Messages)
 //		r.ApplyAndAdvance(rd)                // apply committed entries, Advance

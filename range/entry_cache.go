@@ -26,17 +26,18 @@ type entryCache struct {
 	ents  []raftpb.Entry
 	bytes int
 	// applied: every entry in [applied.first, applied.last] was applied
-	// with term applied.term (empty while last < first).
+	// with term applied.term.
 	applied termRun
 }
 
-// termRun is a run of log indexes whose entries have the same term.
+// termRun is a run of log indexes whose entries have the same term. The
+// zero value holds none: its term, 0, is no entry's.
 type termRun struct{ first, last, term uint64 }
 
 // extend adds an applied entry to the run; an entry that does not continue
 // it (a new term, or a gap) starts a new run.
 func (r *termRun) extend(e *raftpb.Entry) {
-	if r.first <= r.last && e.Index == r.last+1 && e.Term == r.term {
+	if e.Index == r.last+1 && e.Term == r.term {
 		r.last = e.Index
 		return
 	}
@@ -130,7 +131,7 @@ func (c *entryCache) term(index uint64) (uint64, bool) {
 	if len(c.ents) > 0 && index >= c.ents[0].Index && index <= c.ents[len(c.ents)-1].Index {
 		return c.ents[index-c.ents[0].Index].Term, true
 	}
-	if index >= c.applied.first && index <= c.applied.last {
+	if c.applied.term != 0 && index >= c.applied.first && index <= c.applied.last {
 		return c.applied.term, true
 	}
 	return 0, false

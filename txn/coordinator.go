@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
+	"github.com/raftrix/raftrixdb/internal/workers"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	replica "github.com/raftrix/raftrixdb/range"
 )
@@ -38,10 +40,10 @@ type Config struct {
 	Expiry time.Duration
 	// Metrics, if set, counts commits, aborts, retries and resolved intents.
 	Metrics *Metrics
-	// Go runs f on another goroutine (default: a new one). The node passes
-	// its pool of reused goroutines (internal/workers): the coordinator
-	// sends each participant's commands from a goroutine of its own.
-	Go func(f func())
+	// Workers runs the goroutine from which each participant's command is
+	// sent (nil: a new goroutine each). The node passes its pool of reused
+	// goroutines.
+	Workers *workers.Pool
 }
 
 // Coordinator runs transactions. It is safe for concurrent use.
@@ -68,9 +70,6 @@ func NewCoordinator(cfg Config) *Coordinator {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Go == nil {
-		cfg.Go = func(f func()) { go f() }
 	}
 	cfg.Sender = cfg.Metrics.countResolved(cfg.Sender)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -319,16 +318,11 @@ const maxPrepareRounds = 50
 
 // prepareAll sends the prepares of ps in parallel and records their results.
 func (c *Coordinator) prepareAll(ctx context.Context, ps []*participant) {
-	var wg sync.WaitGroup
-	wg.Add(len(ps))
-	for _, p := range ps {
-		c.cfg.Go(func() {
-			defer wg.Done()
-			r, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}})
-			p.result, p.err = r.GetPrepare(), err
-		})
-	}
-	wg.Wait()
+	c.cfg.Workers.Each(len(ps), func(i int) {
+		p := ps[i]
+		r, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}})
+		p.result, p.err = r.GetPrepare(), err
+	})
 }
 
 // end performs the commit CAS, which also resolves the intents on the
@@ -382,7 +376,7 @@ func (c *Coordinator) abort(txnID, primary []byte, parts []*participant) {
 // (those on the primary's range only if the end did not: primaryResolved).
 func (c *Coordinator) resolveAll(rec *pb.TxnRecord, txnID, primary []byte, parts []*participant, primaryResolved bool) {
 	c.bg.Add(1)
-	c.cfg.Go(func() {
+	c.cfg.Workers.Go(func() {
 		defer c.bg.Done()
 		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
 		defer cancel()
@@ -394,21 +388,16 @@ func (c *Coordinator) resolveAll(rec *pb.TxnRecord, txnID, primary []byte, parts
 // unless primaryResolved) and then queues the record for deletion. If any
 // resolution fails the record is kept: whoever meets the intent needs it.
 func (c *Coordinator) resolveParts(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, parts []*participant, primaryResolved bool) {
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	for _, p := range parts {
-		if primaryResolved && p.containsKey(primary) {
-			continue
-		}
-		wg.Add(1)
-		c.cfg.Go(func() {
-			defer wg.Done()
-			if err := c.resolve(ctx, rec, txnID, primary, p.keys); err != nil {
-				failed.Store(true)
-			}
-		})
+	todo := parts
+	if primaryResolved {
+		todo = slices.DeleteFunc(slices.Clone(parts), func(p *participant) bool { return p.containsKey(primary) })
 	}
-	wg.Wait()
+	var failed atomic.Bool
+	c.cfg.Workers.Each(len(todo), func(i int) {
+		if err := c.resolve(ctx, rec, txnID, primary, todo[i].keys); err != nil {
+			failed.Store(true)
+		}
+	})
 	if !failed.Load() {
 		c.gc.add(primary, txnID)
 	}

@@ -32,8 +32,13 @@ func New(size int) *Pool {
 }
 
 // Go runs f on an idle worker, on a new worker if fewer than size exist,
-// or else on a goroutine of its own.
+// or else on a goroutine of its own. A nil Pool runs every f on a new
+// goroutine.
 func (p *Pool) Go(f func()) {
+	if p == nil {
+		go f()
+		return
+	}
 	select {
 	case p.work <- f: // an idle worker took it
 		return
@@ -45,6 +50,21 @@ func (p *Pool) Go(f func()) {
 	}
 	p.live.Add(-1)
 	go f()
+}
+
+// Each runs f(0), ..., f(n-1) all at once, each as Go runs a function, and
+// returns when every one has returned (a batch's items, a transaction's
+// participants).
+func (p *Pool) Each(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := range n {
+		p.Go(func() {
+			defer wg.Done()
+			f(i)
+		})
+	}
+	wg.Wait()
 }
 
 func (p *Pool) worker(f func()) {
@@ -64,6 +84,9 @@ func (p *Pool) worker(f func()) {
 // batch handler waits for its items). Go still works after Close, on
 // goroutines that end with their function.
 func (p *Pool) Close() {
+	if p == nil {
+		return
+	}
 	p.once.Do(func() { close(p.stop) })
 }
 

@@ -104,3 +104,35 @@ func waitOrFail(t *testing.T, wg *sync.WaitGroup, msg string) {
 		t.Fatal(msg)
 	}
 }
+
+// TestEachRunsAllAtOnceAndWaits: Each's functions wait for each other, so
+// they finish only if they all run at once; Each returns after all of
+// them. A nil Pool does the same on new goroutines.
+func TestEachRunsAllAtOnceAndWaits(t *testing.T) {
+	for _, p := range []*Pool{New(2), nil} {
+		const n = 5
+		var started sync.WaitGroup
+		started.Add(n)
+		var done [n]bool
+		finished := make(chan struct{})
+		go func() {
+			p.Each(n, func(i int) {
+				started.Done()
+				started.Wait()
+				done[i] = true
+			})
+			close(finished)
+		}()
+		select {
+		case <-finished:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("pool %v: Each did not return: its functions did not all run at once", p)
+		}
+		for i, d := range done {
+			if !d {
+				t.Fatalf("pool %v: f(%d) had not returned when Each did", p, i)
+			}
+		}
+		p.Close()
+	}
+}
