@@ -1,6 +1,9 @@
 package node
 
 import (
+	"context"
+	"fmt"
+
 	"github.com/cockroachdb/pebble/v2"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -31,4 +34,16 @@ func (n *Node) TxnRecords() (int, error) {
 		count++
 	}
 	return count, it.Close()
+}
+
+// AddLearner adds a learner of rangeID on node to, as the first steps of a
+// move do, and leaves it there (as a move that fails after them does). The
+// node must hold the range's leader.
+func (n *Node) AddLearner(ctx context.Context, rangeID, to uint64) (uint64, error) {
+	r := n.replica(rangeID)
+	if r == nil {
+		return 0, fmt.Errorf("node %d has no replica of range %d", n.id, rangeID)
+	}
+	id, _, err := n.addLearner(ctx, r, r.Descriptor(), to)
+	return id, err
 }

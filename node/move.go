@@ -89,30 +89,9 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 		return n.removeReplica(ctx, r, fromID)
 	}
 
-	// 1. The learner.
-	learnerID := desc.NextReplicaId
-	withLearner := proto.Clone(desc).(*pb.RangeDescriptor)
-	withLearner.Replicas = append(withLearner.Replicas, &pb.ReplicaDescriptor{NodeId: to, ReplicaId: learnerID, Type: pb.ReplicaDescriptor_LEARNER})
-	withLearner.NextReplicaId++
-	withLearner.Generation++
-	if _, err := n.changeReplicas(ctx, r, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
-		{Type: raftpb.ConfChangeAddLearnerNode, NodeID: learnerID},
-	}}, withLearner); err != nil {
-		return nil, fmt.Errorf("add learner on node %d: %w", to, err)
-	}
-
-	// 2. Its first snapshot, and 3. catching up.
-	st := r.Status()
-	m := raftpb.Message{Type: raftpb.MsgSnap, From: r.ReplicaID(), To: learnerID, Term: st.Term}
-	if _, err := n.trans.streamSnapshot(r, to, m); err != nil {
-		return nil, fmt.Errorf("snapshot to learner on node %d: %w", to, err)
-	}
-	n.metrics.snapshotsSent.Inc()
-	if err := waitFor(ctx, catchUpTimeout, func() (bool, error) {
-		match, last, _, err := r.Progress(learnerID)
-		return err == nil && match >= last, err
-	}); err != nil {
-		return nil, fmt.Errorf("learner on node %d did not catch up: %w", to, err)
+	learnerID, withLearner, err := n.addLearner(ctx, r, desc, to)
+	if err != nil {
+		return nil, err
 	}
 
 	// 4. Promote and remove in one joint change.
@@ -156,6 +135,39 @@ func (n *Node) moveReplicaOnLeader(ctx context.Context, r *replica.Replica, from
 	n.metrics.replicaMoves.Inc()
 	n.logger.Info("moved replica", "range", desc.RangeId, "from", from, "to", to)
 	return final, nil
+}
+
+// addLearner runs the first three steps of a move: it adds a learner on
+// node to to the range whose descriptor is desc, sends it its first
+// snapshot and waits until it has caught up. It returns the learner's
+// replica ID and the descriptor that lists it.
+func (n *Node) addLearner(ctx context.Context, r *replica.Replica, desc *pb.RangeDescriptor, to uint64) (uint64, *pb.RangeDescriptor, error) {
+	// 1. The learner.
+	learnerID := desc.NextReplicaId
+	withLearner := proto.Clone(desc).(*pb.RangeDescriptor)
+	withLearner.Replicas = append(withLearner.Replicas, &pb.ReplicaDescriptor{NodeId: to, ReplicaId: learnerID, Type: pb.ReplicaDescriptor_LEARNER})
+	withLearner.NextReplicaId++
+	withLearner.Generation++
+	if _, err := n.changeReplicas(ctx, r, raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{
+		{Type: raftpb.ConfChangeAddLearnerNode, NodeID: learnerID},
+	}}, withLearner); err != nil {
+		return 0, nil, fmt.Errorf("add learner on node %d: %w", to, err)
+	}
+
+	// 2. Its first snapshot, and 3. catching up.
+	st := r.Status()
+	m := raftpb.Message{Type: raftpb.MsgSnap, From: r.ReplicaID(), To: learnerID, Term: st.Term}
+	if _, err := n.trans.streamSnapshot(r, to, m); err != nil {
+		return 0, nil, fmt.Errorf("snapshot to learner on node %d: %w", to, err)
+	}
+	n.metrics.snapshotsSent.Inc()
+	if err := waitFor(ctx, catchUpTimeout, func() (bool, error) {
+		match, last, _, err := r.Progress(learnerID)
+		return err == nil && match >= last, err
+	}); err != nil {
+		return 0, nil, fmt.Errorf("learner on node %d did not catch up: %w", to, err)
+	}
+	return learnerID, withLearner, nil
 }
 
 // confChangeTimeout bounds one configuration change. Raft silently drops a

@@ -225,6 +225,43 @@ func TestReplicaRemovedWhileDownIsDestroyed(t *testing.T) {
 	}
 }
 
+// TestLearnerRemovedWhileDownIsDestroyed: a failed move leaves a learner
+// behind, and the range removes it while the learner's node is down. A
+// learner never campaigns, so no member answers it "removed"; placement,
+// hearing the node report the old descriptor, tells it to destroy the
+// learner. The nemesis (seed 68) found a learner left behind when the
+// node's report reached placement before the removal did; that order is
+// pinned by placement's TestServiceFindsALearnerRemovedWhileAway, and this
+// test checks the whole path for a learner.
+func TestLearnerRemovedWhileDownIsDestroyed(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	leaders, err := c.WaitLeaders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	learner, err := c.Node(leaders[1]).AddLearner(ctx, 1, 4)
+	if err != nil {
+		t.Fatalf("add a learner on node 4: %v", err)
+	}
+	if r := c.Node(4).LocalReplica(1); r == nil || r.ReplicaID() != learner {
+		t.Fatalf("node 4 holds %v, want learner %d", r, learner)
+	}
+	c.Stop(4)
+	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: 4}); err != nil {
+		t.Fatalf("remove the learner: %v", err)
+	}
+	c.Restart(4)
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Node(4).LocalReplica(1) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("node 4 still holds removed learner %d of range 1", learner)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestReplicaRemovedBeforeStopIsDestroyedOnStart: a replica applied its own
 // removal and the node stopped before destroying it (the destroy runs after
 // the apply that reported it). On restart the node must destroy it, not

@@ -19,10 +19,11 @@ import (
 // never reused, so a replica ID that a committed descriptor has allocated
 // and no longer lists can never be a member again. The member says so in
 // its ack (removed_replica), and the sender destroys the replica. A stale
-// replica that sends nothing (it was quiesced when it was cut off) is found
-// by placement instead: its node's range report carries the old
-// descriptor, and the heartbeat's answer lists it as removed
-// (placement.Directory.RemovedReplica).
+// replica that sends nothing (it was quiesced when it was cut off, or it
+// is a learner, which never campaigns) is found by placement instead: its
+// node's range report carries the old descriptor, and once placement has
+// also heard of the removal, the node's next heartbeat answer lists it as
+// removed (placement/stale_replicas.go).
 //
 // Destroying it deletes the stale replica's span, which is safe: local
 // replicas never overlap (createReplica refuses overlapping snapshots), so

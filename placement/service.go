@@ -87,6 +87,7 @@ type Service struct {
 	mu struct {
 		sync.Mutex
 		dir       *Directory
+		stale     *staleReplicas
 		lastSeen  map[uint64]time.Time
 		nodes     map[uint64]*pb.NodeRecord // cache of the durable registry
 		inFlight  map[uint64]Action         // by range
@@ -112,6 +113,7 @@ func NewService(cfg Config) *Service {
 // goroutines still run, and deciding them again would double them.
 func (s *Service) resetLocked() {
 	s.mu.dir = NewDirectory()
+	s.mu.stale = newStaleReplicas()
 	s.mu.lastSeen = map[uint64]time.Time{}
 	s.mu.nodes = nil
 	if s.mu.inFlight == nil {
@@ -308,7 +310,6 @@ func (s *Service) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.
 		return nil, err
 	}
 	now := s.cfg.Clock.Now()
-	var removed []*pb.RemovedReplica
 	s.mu.Lock()
 	s.mu.lastSeen[req.NodeId] = now
 	for _, r := range req.Ranges {
@@ -316,10 +317,9 @@ func (s *Service) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.
 			continue
 		}
 		s.mu.dir.Update(r, now)
-		if id, ok := s.mu.dir.RemovedReplica(r.Descriptor_, req.NodeId); ok {
-			removed = append(removed, &pb.RemovedReplica{RangeId: r.Descriptor_.RangeId, ReplicaId: id})
-		}
+		s.mu.stale.report(s.mu.dir, req.NodeId, r.Descriptor_)
 	}
+	removed := s.mu.stale.take(req.NodeId)
 	s.mu.Unlock()
 	return &pb.HeartbeatResponse{Nodes: s.addresses(), Removed: removed}, nil
 }
