@@ -36,6 +36,7 @@ var operatorMetrics = []struct {
 	{"raftrix_txn_aborts_total", true},
 	{"raftrix_txn_retries_total", true},
 	{"raftrix_txn_intents_resolved_total", true},
+	{"raftrix_txn_phase_seconds", true},
 	{"raftrix_engine_wal_written_bytes_total", true},
 	// Gauges, checked below, and engine metrics a small load need not move.
 	{"raftrix_ranges", false},

@@ -218,6 +218,7 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 		p.prepare.WriteRecord = p.containsKey(primary)
 	}
 	abort := func() { c.abort(txnID, primary, parts) }
+	prepareStart := time.Now()
 	pending := parts
 	wait := newBackoff()
 	for round := 0; len(pending) > 0; round++ {
@@ -266,6 +267,8 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 		}
 	}
 
+	c.cfg.Metrics.phase(phasePrepare, prepareStart)
+
 	// Phase 2: decide, then the commit point.
 	succeeded := true
 	var maxRev int64
@@ -277,10 +280,12 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 	}
 	commitRev := max(c.cfg.Clock.Next(), maxRev+1)
 	c.cfg.Clock.Observe(commitRev)
+	commitStart := time.Now()
 	rec, resolved, err := c.end(ctx, txnID, primary, primaryKeys(parts, primary), succeeded, commitRev)
 	if err != nil {
 		return nil, false, err
 	}
+	c.cfg.Metrics.phase(phaseCommit, commitStart)
 	if rec.Status != pb.TxnRecord_COMMITTED {
 		// Someone aborted us (an expired heartbeat or an older transaction).
 		c.cfg.Metrics.abort()

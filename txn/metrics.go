@@ -2,6 +2,7 @@ package txn
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,12 +16,19 @@ type Metrics struct {
 	aborts          prometheus.Counter
 	retries         prometheus.Counter
 	intentsResolved prometheus.Counter
+	phaseSeconds    *prometheus.HistogramVec
 }
 
 // The values of the "protocol" label of raftrix_txn_commits_total.
 const (
 	onePhase = "one_phase"
 	twoPhase = "two_phase"
+)
+
+// The values of the "phase" label of raftrix_txn_phase_seconds.
+const (
+	phasePrepare = "prepare" // every participant prepared, settling included
+	phaseCommit  = "commit"  // the commit point on the primary's range
 )
 
 // NewMetrics creates a coordinator's metrics and registers them on reg (the
@@ -43,11 +51,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "raftrix_txn_intents_resolved_total",
 			Help: "Intents resolved (written forward or dropped) by this node's coordinator: those of its own transactions and those it met and settled.",
 		}),
+		phaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "raftrix_txn_phase_seconds",
+			Help:    "How long the phases of two-phase attempts coordinated here took: prepare (every participant, in parallel, conflicts settled) and commit (the commit point on the primary's range).",
+			Buckets: prometheus.ExponentialBuckets(100e-6, 2, 16),
+		}, []string{"phase"}),
 	}
 	// Both protocols are exported from the start, so rates are defined.
 	m.commits.WithLabelValues(onePhase)
 	m.commits.WithLabelValues(twoPhase)
-	for _, c := range []prometheus.Collector{m.commits, m.aborts, m.retries, m.intentsResolved} {
+	m.phaseSeconds.WithLabelValues(phasePrepare)
+	m.phaseSeconds.WithLabelValues(phaseCommit)
+	for _, c := range []prometheus.Collector{m.commits, m.aborts, m.retries, m.intentsResolved, m.phaseSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -64,6 +79,13 @@ func (m *Metrics) commit(protocol string) {
 func (m *Metrics) abort() {
 	if m != nil {
 		m.aborts.Inc()
+	}
+}
+
+// phase records that a phase of a two-phase attempt, begun at start, ended.
+func (m *Metrics) phase(name string, start time.Time) {
+	if m != nil {
+		m.phaseSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	}
 }
 
