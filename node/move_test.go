@@ -147,13 +147,7 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) error {
 // move cannot recreate it and count it towards a quorum of the old
 // configuration. A later addition, with a new replica ID, is accepted.
 func TestRemovedReplicaIsNotRecreatedFromAStaleDescriptor(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	leaders, err := c.WaitLeaders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, leaders := fourNodes(t)
 	from := others([]uint64{1, 2, 3}, leaders[1])[0]
 	before := rangeInfo(t, ctx, c, leaders[1], 1).Descriptor_
 	if _, err := c.Admin(leaders[1]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: 1, FromNode: from, ToNode: 4}); err != nil {
@@ -178,18 +172,27 @@ func TestRemovedReplicaIsNotRecreatedFromAStaleDescriptor(t *testing.T) {
 	}
 }
 
+// fourNodes starts 4 nodes with placement's decisions off, ranges 1 and 2
+// on nodes 1-3, and returns the cluster, a context that bounds the test,
+// and each range's leader.
+func fourNodes(t *testing.T) (*testcluster.Cluster, context.Context, map[uint64]uint64) {
+	t.Helper()
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	leaders, err := c.WaitLeaders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx, leaders
+}
+
 // moveReplicaOffStoppedNode starts 4 nodes (ranges 1 and 2 on nodes 1-3),
 // stops a follower of range 1 and moves its replica to node 4. It returns
 // the cluster, range 1's leader, the stopped node and its removed replica.
 func moveReplicaOffStoppedNode(t *testing.T) (c *testcluster.Cluster, leader, down, removed uint64) {
 	t.Helper()
-	c = testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	leaders, err := c.WaitLeaders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, leaders := fourNodes(t)
 	leader = leaders[1]
 	down = others([]uint64{1, 2, 3}, leader)[0]
 	removed = c.Node(down).LocalReplica(1).ReplicaID()
@@ -234,13 +237,7 @@ func TestReplicaRemovedWhileDownIsDestroyed(t *testing.T) {
 // pinned by placement's TestServiceFindsALearnerRemovedWhileAway, and this
 // test checks the whole path for a learner.
 func TestLearnerRemovedWhileDownIsDestroyed(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 2, ManualPlacement: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	leaders, err := c.WaitLeaders(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, leaders := fourNodes(t)
 	learner, err := c.Node(leaders[1]).AddLearner(ctx, 1, 4)
 	if err != nil {
 		t.Fatalf("add a learner on node 4: %v", err)
