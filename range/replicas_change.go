@@ -91,7 +91,7 @@ func (r *Replica) applyConfChangeEntry(e *raftpb.Entry, desc *pb.RangeDescriptor
 	next := cctx.Descriptor_
 	if next != nil && next.Generation != desc.Generation+1 {
 		// Decided on an old descriptor: apply nothing, on every replica.
-		cc = refusedChange
+		cc = refusedChange()
 		err := &DescriptorChangedError{RangeID: r.rangeID, Expected: next.Generation - 1, Actual: desc.Generation}
 		done = &completedProposal{id: cctx.ProposalId, res: Result{Err: err}}
 		next = nil
@@ -113,7 +113,7 @@ func (r *Replica) applyConfChangeEntry(e *raftpb.Entry, desc *pb.RangeDescriptor
 	return cs, next, done, nil
 }
 
-// refusedChange is what a refused configuration change is applied as: Raft
+// refusedChange returns what a refused configuration change is applied as: Raft
 // must apply every configuration change entry, and skips a change whose
 // node ID is zero (raft's confchange: "etcd replaces the NodeID with zero
 // if it decides (downstream of raft) to not apply a change"). It must not
@@ -122,7 +122,9 @@ func (r *Replica) applyConfChangeEntry(e *raftpb.Entry, desc *pb.RangeDescriptor
 // joint configuration too, but a refused change never meets one: Raft
 // accepts a proposed change only once every earlier one is applied and the
 // configuration is not joint, and a refused change leaves it so.
-var refusedChange = raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: 0}}}
+func refusedChange() raftpb.ConfChangeV2 {
+	return raftpb.ConfChangeV2{Changes: []raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode, NodeID: 0}}}
+}
 
 // inConfState reports whether id is a member of cs in any role.
 func inConfState(cs *raftpb.ConfState, id uint64) bool {
