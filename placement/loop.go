@@ -108,6 +108,9 @@ func (s *Service) finishDecommissions(ctx context.Context, nodes map[uint64]*pb.
 			s.cfg.Logger.Warn("mark node decommissioned", "node_id", n.NodeId, "error", err)
 			continue
 		}
+		s.mu.Lock()
+		s.mu.stale.forget(n.NodeId)
+		s.mu.Unlock()
 		s.cfg.Logger.Info("node decommissioned", "node_id", n.NodeId)
 	}
 }

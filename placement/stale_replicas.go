@@ -71,3 +71,13 @@ func (s *staleReplicas) take(nodeID uint64) []*pb.RemovedReplica {
 	sort.Slice(out, func(i, j int) bool { return out[i].RangeId < out[j].RangeId })
 	return out
 }
+
+// forget drops what is remembered of nodeID. A decommissioned node holds no
+// replica in the directory; if it still runs and holds a removed one, its
+// next full report finds it again.
+func (s *staleReplicas) forget(nodeID uint64) {
+	delete(s.found, nodeID)
+	for _, byNode := range s.reported {
+		delete(byNode, nodeID)
+	}
+}

@@ -68,3 +68,55 @@ func TestServiceFindsALearnerRemovedWhileAway(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceForgetsADecommissionedNode: a node that left the cluster and
+// stopped before it heard of its removed replicas is forgotten once it is
+// decommissioned; what placement remembered of it would otherwise stay until
+// placement's leadership moves.
+func TestServiceForgetsADecommissionedNode(t *testing.T) {
+	e := newServiceEnv(t)
+	e.fourNodes()
+	e.svc.SetLeading(true)
+	e.heartbeat(1, 2, 3, 4)
+	e.clock.Advance(testLiveTimeout)
+	e.heartbeat(1, 2, 3, 4)
+	if _, err := e.svc.Leave(e.ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	e.step() // moves n4's replicas away
+	e.expectCalls("move r2 4->1", "move r3 4->2", "move r4 4->3")
+
+	// n4 is shut down: only the others report the ranges without it.
+	e.heartbeat(1, 2, 3)
+	e.svc.mu.Lock()
+	_, told := e.svc.mu.stale.found[4]
+	e.svc.mu.Unlock()
+	if !told {
+		t.Fatal("placement did not find n4's removed replicas (the test no longer sets up what it checks)")
+	}
+	e.step()
+	if got := e.store.record(t, 4).GetState(); got != pb.NodeRecord_DECOMMISSIONED {
+		t.Fatalf("n4 is %v with no replica left", got)
+	}
+	e.svc.mu.Lock()
+	remembered := rememberedNodes(e.svc.mu.stale)
+	_, kept := e.svc.mu.stale.found[4]
+	e.svc.mu.Unlock()
+	if kept || remembered != 3 {
+		t.Fatalf("after n4 was decommissioned: n4 kept %v, %d nodes remembered, want 3", kept, remembered)
+	}
+}
+
+// rememberedNodes returns how many nodes s remembers anything of.
+func rememberedNodes(s *staleReplicas) int {
+	seen := map[uint64]bool{}
+	for node := range s.found {
+		seen[node] = true
+	}
+	for _, byNode := range s.reported {
+		for node := range byNode {
+			seen[node] = true
+		}
+	}
+	return len(seen)
+}
