@@ -19,7 +19,7 @@
 # them to compare bench tools, e.g. drivers, against one server binary);
 # DURATION (measured time of each run, default 10s);
 # START_A, START_B (extra `raftrix start` flags of A's and B's nodes, to
-# compare settings with one binary, e.g. START_B="--workers 1").
+# compare settings with one binary, e.g. START_B="--record-cache-size 33554432").
 # After each run every node's /metrics is saved as OUT/<label>-<round>-nN.metrics.
 set -euo pipefail
 
@@ -39,9 +39,8 @@ B=$(realpath "$2")
 shift 3
 OUT=${OUT:-/tmp/raftrix-ab-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-PORT=${RAFTRIX_PORT:-30001}
-PEERS="1=127.0.0.1:$PORT,2=127.0.0.1:$((PORT + 1)),3=127.0.0.1:$((PORT + 2))"
-EPS="127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))"
+. "$(dirname "$0")/cluster.sh"
+cluster_addrs "${RAFTRIX_PORT:-30001}"
 WORK=""
 pids=()
 stop_cluster() {
@@ -59,14 +58,10 @@ run() { # label binary round
 	local ranges=${RANGES:-64} extra=${START_A:-}
 	[ "$label" = B ] && ranges=${RANGES_B:-$ranges} && extra=${START_B:-}
 	WORK=$(mktemp -d /tmp/raftrix-ab.XXXXXX)
-	for i in 1 2 3; do
-		"$bin" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges "$ranges" --insecure $extra \
-			--http-addr 127.0.0.1:$((PORT + 1000 + i - 1)) --log-level warn 2>"$OUT/$label-$round-n$i.log" &
-		pids+=($!)
-	done
-	until [ "$("$bin" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge $((ranges + 1)) ]; do
-		sleep 0.5
-	done
+	# $extra is split into flags on purpose.
+	# shellcheck disable=SC2086
+	cluster_start "$bin" "$WORK" "$ranges" "$OUT/$label-$round-n" $extra
+	cluster_wait "$bin" "$ranges"
 	local bench=${BENCH_B:-$B} cpu=()
 	[ "$label" = A ] && bench=${BENCH_A:-$B}
 	# Older bench tools cannot measure CPU.
@@ -76,7 +71,7 @@ run() { # label binary round
 	"$bench" bench "$@" --endpoints "$EPS" "${cpu[@]}" --warmup 2s --duration "${DURATION:-10s}" \
 		--json "$OUT/$label-$round.json" >"$OUT/$label-$round.txt" 2>&1
 	for i in 1 2 3; do
-		curl -s "http://127.0.0.1:$((PORT + 1000 + i - 1))/metrics" >"$OUT/$label-$round-n$i.metrics" || true
+		curl -s "http://$(cluster_http $i)/metrics" >"$OUT/$label-$round-n$i.metrics" || true
 	done
 	stop_cluster
 	python3 - "$OUT/$label-$round.json" "$label" "$round" <<'EOF'

@@ -32,7 +32,6 @@ done
 OUT=${OUT:-/tmp/raftrix-profile-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
-PORT=${RAFTRIX_PORT:-29001}
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -44,16 +43,10 @@ trap cleanup EXIT INT TERM
 cd "$(dirname "$0")/.."
 go build -o "$WORK/raftrix" ./cmd/raftrix
 BIN=$WORK/raftrix
-PEERS="1=127.0.0.1:$PORT,2=127.0.0.1:$((PORT + 1)),3=127.0.0.1:$((PORT + 2))"
-EPS="127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))"
-for i in 1 2 3; do
-	"$BIN" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges 64 --insecure \
-		--log-level warn --http-addr "127.0.0.1:$((PORT + 999 + i))" 2>"$OUT/n$i.log" &
-	pids+=($!)
-done
-until [ "$("$BIN" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge 65 ]; do
-	sleep 0.5
-done
+. scripts/cluster.sh
+cluster_addrs "${RAFTRIX_PORT:-29001}"
+cluster_start "$BIN" "$WORK" 64 "$OUT/n"
+cluster_wait "$BIN" 64
 
 # Long enough that the profile window lies inside the measured run.
 "$BIN" bench "$@" --endpoints "$EPS" --warmup 3s --duration $((SECONDS_PROFILED + 5))s \
@@ -67,13 +60,13 @@ done
 sleep 3
 curls=()
 for i in 1 2 3; do
-	curl -sf -o "$OUT/n$i.cpu.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/profile?seconds=$SECONDS_PROFILED" &
+	curl -sf -o "$OUT/n$i.cpu.pb.gz" "http://$(cluster_http $i)/debug/pprof/profile?seconds=$SECONDS_PROFILED" &
 	curls+=($!)
 done
 wait "${curls[@]}"
 for i in 1 2 3; do
-	curl -sf -o "$OUT/n$i.allocs.pb.gz" "http://127.0.0.1:$((PORT + 999 + i))/debug/pprof/allocs"
-	curl -sf -o "$OUT/n$i.pebble.txt" "http://127.0.0.1:$((PORT + 999 + i))/debug/pebble" || true
+	curl -sf -o "$OUT/n$i.allocs.pb.gz" "http://$(cluster_http $i)/debug/pprof/allocs"
+	curl -sf -o "$OUT/n$i.pebble.txt" "http://$(cluster_http $i)/debug/pebble" || true
 done
 wait "$bench"
 cat "$OUT/bench.txt"

@@ -9,7 +9,7 @@
 #      loads fill the engine with their own 100,000 keys each);
 #   3. "aged": kv-write again.
 # For both kv-write runs it prints the bench tool's CPU line (CPU µs/op),
-# and saves node 1's CPU profile (10 s inside the run) and every node's
+# and saves node 1's CPU profile (inside the run, 5 s shorter) and every node's
 # storage engine report (/debug/pebble: bytes flushed and compacted per
 # level) before and after the run, as OUT/<fresh|aged>-*.
 #
@@ -31,7 +31,6 @@ done
 OUT=${OUT:-/tmp/raftrix-aged-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
-PORT=${RAFTRIX_PORT:-31001}
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -45,21 +44,15 @@ if [ -z "${BIN:-}" ]; then
 	go build -o "$WORK/raftrix" ./cmd/raftrix
 	BIN=$WORK/raftrix
 fi
-PEERS="1=127.0.0.1:$PORT,2=127.0.0.1:$((PORT + 1)),3=127.0.0.1:$((PORT + 2))"
-EPS="127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))"
-for i in 1 2 3; do
-	"$BIN" start --id $i --data-dir "$WORK/n$i" --peers "$PEERS" --ranges 64 --insecure \
-		--log-level warn --http-addr "127.0.0.1:$((PORT + 999 + i))" 2>"$OUT/n$i.log" &
-	pids+=($!)
-done
-until [ "$("$BIN" ranges --endpoints "$EPS" --timeout 5s 2>/dev/null | awk 'NR > 1 && $5 != "none"' | wc -l)" -ge 65 ]; do
-	sleep 0.5
-done
+. scripts/cluster.sh
+cluster_addrs "${RAFTRIX_PORT:-31001}"
+cluster_start "$BIN" "$WORK" 64 "$OUT/n"
+cluster_wait "$BIN" 64
 CPU_PIDS=$(IFS=,; echo "${pids[*]}")
 
 engine_reports() { # file-prefix
 	for i in 1 2 3; do
-		curl -sf -o "$OUT/$1-n$i.pebble.txt" "http://127.0.0.1:$((PORT + 999 + i))/debug/pebble"
+		curl -sf -o "$OUT/$1-n$i.pebble.txt" "http://$(cluster_http $i)/debug/pebble"
 	done
 }
 
@@ -73,7 +66,7 @@ puts() { # label
 		sleep 0.5
 	done
 	sleep 3
-	curl -sf -o "$OUT/$1-n1.cpu.pb.gz" "http://127.0.0.1:$((PORT + 1000))/debug/pprof/profile?seconds=10"
+	curl -sf -o "$OUT/$1-n1.cpu.pb.gz" "http://$(cluster_http 1)/debug/pprof/profile?seconds=$((DURATION > 6 ? DURATION - 5 : 1))"
 	wait $bench
 	engine_reports "$1-after"
 	echo "$1: $(grep 'per op' "$OUT/$1.txt")"
