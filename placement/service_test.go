@@ -154,6 +154,17 @@ func (e *serviceEnv) fourNodes() {
 	e.act.addRange(4, "t", "", 4, 1, 2)
 }
 
+// fourLiveNodes is fourNodes with this service leading placement and every
+// node heard from since longer than the liveness timeout: all four are live.
+func (e *serviceEnv) fourLiveNodes() {
+	e.t.Helper()
+	e.fourNodes()
+	e.svc.SetLeading(true)
+	e.heartbeat(1, 2, 3, 4)
+	e.clock.Advance(testLiveTimeout)
+	e.heartbeat(1, 2, 3, 4)
+}
+
 func TestServiceJoin(t *testing.T) {
 	e := newServiceEnv(t)
 	id, addrs, err := e.svc.Join(e.ctx, "a:1")
@@ -444,11 +455,7 @@ func TestServiceGraceAfterNewLeadership(t *testing.T) {
 // shows none on it, a round marks it DECOMMISSIONED.
 func TestServiceLeave(t *testing.T) {
 	e := newServiceEnv(t)
-	e.fourNodes()
-	e.svc.SetLeading(true)
-	e.heartbeat(1, 2, 3, 4)
-	e.clock.Advance(testLiveTimeout)
-	e.heartbeat(1, 2, 3, 4)
+	e.fourLiveNodes()
 	if rec, err := e.svc.Leave(e.ctx, 4); err != nil || rec.State != pb.NodeRecord_DECOMMISSIONING {
 		t.Fatalf("leave: %v %v", rec, err)
 	}

@@ -75,11 +75,7 @@ func TestServiceFindsALearnerRemovedWhileAway(t *testing.T) {
 // placement's leadership moves.
 func TestServiceForgetsADecommissionedNode(t *testing.T) {
 	e := newServiceEnv(t)
-	e.fourNodes()
-	e.svc.SetLeading(true)
-	e.heartbeat(1, 2, 3, 4)
-	e.clock.Advance(testLiveTimeout)
-	e.heartbeat(1, 2, 3, 4)
+	e.fourLiveNodes()
 	if _, err := e.svc.Leave(e.ctx, 4); err != nil {
 		t.Fatal(err)
 	}

@@ -44,9 +44,7 @@ cluster_addrs "${RAFTRIX_PORT:-30001}"
 WORK=""
 pids=()
 stop_cluster() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	pids=()
+	cluster_stop
 	[ -n "$WORK" ] && rm -rf "$WORK"
 	WORK=""
 }

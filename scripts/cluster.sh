@@ -48,6 +48,15 @@ cluster_wait() {
 	done
 }
 
+# cluster_stop: kills the nodes started by cluster_start, waits for them to
+# exit and empties the caller's pids array.
+cluster_stop() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
+}
+
 # cluster_http NODE: the HTTP address of node NODE (1, 2, 3).
 cluster_http() {
 	echo "127.0.0.1:$((CLUSTER_PORT + 1000 + $1 - 1))"

@@ -33,8 +33,9 @@ OUT=${OUT:-/tmp/raftrix-profile-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 pids=()
+. "$(dirname "$0")/cluster.sh"
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	cluster_stop
 	wait 2>/dev/null || true
 	rm -rf "$WORK"
 }
@@ -43,7 +44,6 @@ trap cleanup EXIT INT TERM
 cd "$(dirname "$0")/.."
 go build -o "$WORK/raftrix" ./cmd/raftrix
 BIN=$WORK/raftrix
-. scripts/cluster.sh
 cluster_addrs "${RAFTRIX_PORT:-29001}"
 cluster_start "$BIN" "$WORK" 64 "$OUT/n"
 cluster_wait "$BIN" 64

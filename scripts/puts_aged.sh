@@ -32,8 +32,9 @@ OUT=${OUT:-/tmp/raftrix-aged-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 pids=()
+. "$(dirname "$0")/cluster.sh"
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	cluster_stop
 	wait 2>/dev/null || true
 	rm -rf "$WORK"
 }
@@ -44,7 +45,6 @@ if [ -z "${BIN:-}" ]; then
 	go build -o "$WORK/raftrix" ./cmd/raftrix
 	BIN=$WORK/raftrix
 fi
-. scripts/cluster.sh
 cluster_addrs "${RAFTRIX_PORT:-31001}"
 cluster_start "$BIN" "$WORK" 64 "$OUT/n"
 cluster_wait "$BIN" 64
