@@ -7,6 +7,9 @@ BIN       := $(CURDIR)/bin
 # protobuf-compiler package (3.21.12 on bookworm); `make proto` checks it.
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+# Fast marshal/unmarshal/size methods (*_vtproto.pb.go) for the hot paths:
+# Raft commands decoded at apply, stored records, gRPC messages (node/codec.go).
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 PROTOC_VERSION             := 3.21.12
 
 .PHONY: build test test-short test-race test-long demo proto proto-tools lint clean docker test-deploy test-kill test-nemesis bench bench-ranges
@@ -72,11 +75,13 @@ proto-tools:
 	@protoc --version | grep -q "$(PROTOC_VERSION)" || echo "warning: protoc is $$(protoc --version), generated code was made with $(PROTOC_VERSION)"
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(BIN) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
 
 proto: proto-tools
 	PATH=$(BIN):$$PATH protoc -I proto \
 		--go_out=. --go_opt=module=github.com/raftrix/raftrixdb \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/raftrix/raftrixdb \
+		--go-vtproto_out=. --go-vtproto_opt=module=github.com/raftrix/raftrixdb,features=marshal+unmarshal+size \
 		proto/raftrix/v1/*.proto
 
 lint:

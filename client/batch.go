@@ -7,7 +7,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/raftrix/raftrixdb/internal/batch"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -97,7 +96,7 @@ func itemSize(it *pb.BatchItem) int {
 	case *pb.BatchItem_Delete:
 		return len(r.Delete.Key)
 	}
-	return proto.Size(it) // a transaction
+	return it.SizeVT() // a transaction
 }
 
 // batchingKV is the KV API of one node with single-key requests and

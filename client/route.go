@@ -93,7 +93,7 @@ func (db *DB) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := db.mu.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), pb.DialCodec())
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/raftrix/raftrixdb/internal/batch"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -60,7 +59,7 @@ func (t *transport) evaluator(conn *grpc.ClientConn) *evalBatcher {
 			}
 			return out, errs, nil
 		},
-		Size:        func(req *pb.InternalRequest) int { return proto.Size(req) },
+		Size:        func(req *pb.InternalRequest) int { return req.SizeVT() },
 		MaxInFlight: maxEvaluatesInFlight,
 		MaxItems:    maxEvaluateBatch,
 		MaxBytes:    maxEvaluateBytes,

@@ -7,6 +7,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
 // grpcServerOptions are the options of the node's gRPC server: first the
@@ -20,6 +22,7 @@ func (n *Node) grpcServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor),
 		grpc.ChainStreamInterceptor(n.metrics.streamInterceptor),
+		pb.ServerCodec(),
 	}
 	opts = append(opts, n.serverOptions()...)
 	return append(opts, grpc.MaxRecvMsgSize(n.cfg.Limits.requestSize()))

@@ -116,6 +116,7 @@ func (n *Node) dialOptions() []grpc.DialOption {
 			MinConnectTimeout: time.Second,
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n.cfg.Limits.requestSize()), grpc.MaxCallSendMsgSize(n.cfg.Limits.requestSize())),
+		pb.DialCodec(),
 	}
 	if n.cfg.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(n.cfg.Dialer))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -72,7 +71,7 @@ func (r *Replica) Scan(start, end []byte, limit int, keysOnly bool) (ScanResult,
 	defer it.Close()
 	for valid := it.First(); valid; valid = it.Next() {
 		rec := &pb.ValueRecord{}
-		if err := proto.Unmarshal(it.Value(), rec); err != nil {
+		if err := rec.UnmarshalVT(it.Value()); err != nil {
 			return res, fmt.Errorf("decode value at %x: %w", it.Key(), err)
 		}
 		key, err := DecodeUserKey(it.Key())

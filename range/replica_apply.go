@@ -6,7 +6,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -65,7 +64,7 @@ func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, erro
 		case raftpb.EntryNormal:
 			if len(e.Data) > 0 {
 				cmd := &pb.RaftCommand{}
-				if err := proto.Unmarshal(e.Data, cmd); err != nil {
+				if err := cmd.UnmarshalVT(e.Data); err != nil {
 					return nil, fmt.Errorf("range %d: decode entry %d: %w", r.rangeID, e.Index, err)
 				}
 				s.done = append(s.done, completedProposal{id: cmd.ProposalId, res: sm.apply(cmd)})

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -28,7 +27,7 @@ func newRequestID() uint64 {
 // still be applied later.
 func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, error) {
 	cmd.ProposalId = newRequestID()
-	data, err := proto.Marshal(cmd)
+	data, err := cmd.MarshalVT()
 	if err != nil {
 		return Result{}, err
 	}

@@ -423,19 +423,32 @@ func getRaw(r pebble.Reader, key []byte) ([]byte, error) {
 	return append([]byte(nil), v...), nil
 }
 
-func getProto(r pebble.Reader, key []byte, m proto.Message) (bool, error) {
-	v, err := getRaw(r, key)
-	if err != nil || v == nil {
+// storedMessage is a message this package stores: every raftrixpb message
+// has the generated fast methods (proto/raftrixpb/codec.go says why).
+type storedMessage interface {
+	MarshalVT() ([]byte, error)
+	UnmarshalVT([]byte) error
+}
+
+// getProto decodes the value at key into m, a fresh message, and reports
+// whether there was one.
+func getProto(r pebble.Reader, key []byte, m storedMessage) (bool, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
 		return false, err
 	}
-	if err := proto.Unmarshal(v, m); err != nil {
+	defer closer.Close()
+	// v is valid until closer.Close; UnmarshalVT copies what it keeps.
+	if err := m.UnmarshalVT(v); err != nil {
 		return false, fmt.Errorf("decode %x: %w", key, err)
 	}
 	return true, nil
 }
 
-func putProto(b *pebble.Batch, key []byte, m proto.Message) error {
-	data, err := proto.Marshal(m)
+func putProto(b *pebble.Batch, key []byte, m storedMessage) error {
+	data, err := m.MarshalVT()
 	if err != nil {
 		return err
 	}

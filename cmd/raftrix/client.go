@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/raftrix/raftrixdb/node"
+	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
 // clientFlags are the connection flags of every client command.
@@ -65,6 +66,7 @@ func (f *clientFlags) dial() (*client, error) {
 		conn, err := grpc.NewClient(addr,
 			grpc.WithTransportCredentials(ep.credentials(tlsConfig)),
 			grpc.WithContextDialer(ep.dialContext),
+			pb.DialCodec(),
 			// A CLI run is short: reconnect to a restarted node within it.
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
