@@ -16,7 +16,7 @@ import (
 // (scripts/profile.sh, BENCHMARKS.md).
 func (n *Node) engineOptions() *pebble.Options {
 	opts := &pebble.Options{
-		FS:        n.cfg.FS,
+		FS:        tableBufferingFS{n.cfg.FS},
 		Logger:    pebbleLogger{n.logger.With("component", "pebble")},
 		CacheSize: n.cfg.CacheBytes,
 		// Fewer, larger flushes than the 4 MiB default: under 256 writers
