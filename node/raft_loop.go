@@ -1,7 +1,9 @@
 package node
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -27,6 +29,11 @@ func (n *Node) processRanges(batch []scheduledRange) {
 		r  *replica.Replica
 		rd raft.Ready
 	}
+	// In range order, each batch's keys come mostly in key order (a range's
+	// log and state are one span, and ranges were made by splitting the key
+	// space), and Pebble inserts a batch into its memtable starting from
+	// where the previous key went.
+	slices.SortFunc(batch, func(a, b scheduledRange) int { return cmp.Compare(a.rangeID, b.rangeID) })
 	var ps []pending
 	mustSync := false
 	b := n.db.NewBatch()
