@@ -513,3 +513,55 @@ func TestReadyWithoutStateChangeNeedsNoSync(t *testing.T) {
 	g.pump()
 	g.checkConverged(1, 2, 3)
 }
+
+// A staged apply whose applied state was never written into its batch must
+// not finish: after a crash its entries' effects would be applied again.
+func TestFinishRefusesAnApplyWithoutItsAppliedState(t *testing.T) {
+	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	r := g.reps[1]
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	put := &pb.RaftCommand{Revision: 100, Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}}}
+	g.start(func() { _, _ = r.Propose(ctx, put) })
+	for range 20 {
+		rd, ok := r.Ready()
+		if !ok {
+			g.handleReady(2)
+			g.handleReady(3)
+			g.deliver()
+			continue
+		}
+		b := g.dbs[1].NewBatch()
+		if _, err := r.PersistReady(b, rd); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		r.MarkPersisted(rd)
+		g.queue = append(g.queue, rd.Messages...)
+		if len(rd.CommittedEntries) == 0 {
+			if _, err := r.ApplyAndAdvance(rd); err != nil {
+				t.Fatal(err)
+			}
+			g.deliver()
+			continue
+		}
+		ab := g.dbs[1].NewIndexedBatch()
+		defer ab.Close()
+		staged, err := r.StageApply(ab, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ab.Commit(pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := staged.Finish(); err == nil || !strings.Contains(err.Error(), "WriteAppliedState") {
+			t.Fatalf("Finish without the applied state: err %v, want one naming WriteAppliedState", err)
+		}
+		return
+	}
+	t.Fatal("the put was not committed after 20 rounds")
+}
