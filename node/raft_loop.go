@@ -106,13 +106,6 @@ func (n *Node) processRanges(batch []scheduledRange) {
 			n.fatal(fmt.Errorf("range %d: apply: %w", p.r.RangeID(), err))
 		}
 	}
-	// Every range's applied state after all the effects, in range order:
-	// one run of neighbouring keys for the memtable (replica.StageApply).
-	for i, s := range staged {
-		if err := s.WriteAppliedState(ab); err != nil {
-			n.fatal(fmt.Errorf("range %d: apply: %w", ps[i].r.RangeID(), err))
-		}
-	}
 	if !ab.Empty() {
 		if err := ab.Commit(pebble.NoSync); err != nil {
 			n.fatal(fmt.Errorf("commit apply batch: %w", err))

@@ -10,22 +10,13 @@ import (
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
-// Applying committed entries is split up so that a node can apply the
+// Applying committed entries is split in two so that a node can apply the
 // Readies of many replicas in one engine batch, committed once:
 //
 //	b := db.NewIndexedBatch()
 //	staged, _ := r.StageApply(b, rd)   // for each replica
-//	staged.WriteAppliedState(b)        // for each replica, after every StageApply
 //	b.Commit(pebble.NoSync)
 //	more, _ := staged.Finish()         // for each replica
-//
-// The applied states go last, in the order of their replicas, because Pebble
-// inserts a batch into its memtable key by key, each insert searching from
-// where the previous one went: the applied states of ranges in range order
-// are neighbours there (one span of range-local keys), while each one
-// written right after its range's user keys cost a search from the top.
-// Memtable inserts of the apply batch were 7.8% of the nodes' CPU under
-// puts (scripts/profile.sh).
 //
 // Replicas never share a key (user keys and transaction records lie in
 // their disjoint spans, Raft state under their range ID), so one replica's
@@ -39,11 +30,7 @@ type StagedApply struct {
 	r       *Replica
 	rd      raft.Ready
 	applied *pb.AppliedState // nil: the Ready commits no new entry
-	// wroteApplied records WriteAppliedState, which Finish requires: an
-	// apply whose applied state is not in its batch would be re-applied
-	// after a crash.
-	wroteApplied bool
-	desc         *pb.RangeDescriptor
+	desc    *pb.RangeDescriptor
 	splits  []*pb.RangeDescriptor
 	done    []completedProposal
 	removed bool
@@ -54,9 +41,9 @@ type completedProposal struct {
 	res Result
 }
 
-// StageApply writes the effects of rd's committed entries into b, an
-// indexed batch. The caller must then write the new applied state into the
-// same batch (WriteAppliedState), commit b, and call Finish.
+// StageApply writes the effects of rd's committed entries, and the new
+// applied state, into b, an indexed batch. After committing b the caller
+// must call Finish.
 func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, error) {
 	s := &StagedApply{r: r, rd: rd}
 	if len(rd.CommittedEntries) == 0 {
@@ -105,22 +92,11 @@ func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, erro
 		applied.Index, applied.Term = e.Index, e.Term
 	}
 	applied.LastRevision = sm.lastRevision
+	if err := putProto(b, AppliedStateKey(r.rangeID), applied); err != nil {
+		return nil, err
+	}
 	s.applied, s.desc, s.splits = applied, sm.desc, sm.splits
 	return s, nil
-}
-
-// WriteAppliedState writes the replica's new applied state into b, the
-// batch StageApply wrote the entries' effects into, so that both are
-// committed together and replay after a crash is idempotent.
-func (s *StagedApply) WriteAppliedState(b *pebble.Batch) error {
-	if s.applied == nil {
-		return nil
-	}
-	if err := putProto(b, AppliedStateKey(s.r.rangeID), s.applied); err != nil {
-		return err
-	}
-	s.wroteApplied = true
-	return nil
 }
 
 // Finish completes a staged apply once its batch is committed: it updates
@@ -130,9 +106,6 @@ func (s *StagedApply) WriteAppliedState(b *pebble.Batch) error {
 func (s *StagedApply) Finish() (bool, error) {
 	r := s.r
 	if s.applied != nil {
-		if !s.wroteApplied {
-			return false, fmt.Errorf("range %d: applied state %d was not written with its entries (WriteAppliedState)", r.rangeID, s.applied.Index)
-		}
 		if err := r.storage.setApplied(s.applied); err != nil {
 			return false, err
 		}
@@ -174,9 +147,6 @@ func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
 	defer b.Close()
 	s, err := r.StageApply(b, rd)
 	if err != nil {
-		return false, err
-	}
-	if err := s.WriteAppliedState(b); err != nil {
 		return false, err
 	}
 	if !b.Empty() {
