@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
@@ -19,9 +18,12 @@ import (
 )
 
 // Sender delivers a per-range command to the leader of the range that holds
-// req.Key and returns its answer.
+// req.Key and returns its answer. EvaluateAll delivers several at once, each
+// as Evaluate would, but those bound for the same node together, so that
+// their Raft rounds there can be one.
 type Sender interface {
 	Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error)
+	EvaluateAll(ctx context.Context, reqs []*pb.InternalRequest) ([]*pb.InternalResponse, []error)
 }
 
 // RangeLookup tells which range holds a key.
@@ -321,13 +323,16 @@ func (p *participant) containsKey(k []byte) bool {
 // after settling the intents that blocked them.
 const maxPrepareRounds = 50
 
-// prepareAll sends the prepares of ps in parallel and records their results.
+// prepareAll sends the prepares of ps at once and records their results.
 func (c *Coordinator) prepareAll(ctx context.Context, ps []*participant) {
-	c.cfg.Workers.Each(len(ps), func(i int) {
-		p := ps[i]
-		r, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}})
-		p.result, p.err = r.GetPrepare(), err
-	})
+	reqs := make([]*pb.InternalRequest, len(ps))
+	for i, p := range ps {
+		reqs[i] = &pb.InternalRequest{Key: p.keys[0], Op: &pb.InternalRequest_Prepare{Prepare: p.prepare}}
+	}
+	resps, errs := c.cfg.Sender.EvaluateAll(ctx, reqs)
+	for i, p := range ps {
+		p.result, p.err = resps[i].GetPrepare(), errs[i]
+	}
 }
 
 // end performs the commit CAS, which also resolves the intents on the
@@ -397,25 +402,27 @@ func (c *Coordinator) resolveParts(ctx context.Context, rec *pb.TxnRecord, txnID
 	if primaryResolved {
 		todo = slices.DeleteFunc(slices.Clone(parts), func(p *participant) bool { return p.containsKey(primary) })
 	}
-	var failed atomic.Bool
-	c.cfg.Workers.Each(len(todo), func(i int) {
-		if err := c.resolve(ctx, rec, txnID, primary, todo[i].keys); err != nil {
-			failed.Store(true)
+	reqs := make([]*pb.InternalRequest, len(todo))
+	for i, p := range todo {
+		reqs[i] = resolveRequest(rec, txnID, primary, p.keys)
+	}
+	_, errs := c.cfg.Sender.EvaluateAll(ctx, reqs)
+	failed := false
+	for _, err := range errs {
+		if err != nil {
+			c.cfg.Logger.Debug("resolve intents", "txn", fmt.Sprintf("%x", txnID), "error", err)
+			failed = true
 		}
-	})
-	if !failed.Load() {
+	}
+	if !failed {
 		c.gc.add(primary, txnID)
 	}
 }
 
-func (c *Coordinator) resolve(ctx context.Context, rec *pb.TxnRecord, txnID, primary []byte, keys [][]byte) error {
-	_, err := c.cfg.Sender.Evaluate(ctx, &pb.InternalRequest{Key: keys[0], Op: &pb.InternalRequest_Resolve{Resolve: &pb.ResolveIntents{
+func resolveRequest(rec *pb.TxnRecord, txnID, primary []byte, keys [][]byte) *pb.InternalRequest {
+	return &pb.InternalRequest{Key: keys[0], Op: &pb.InternalRequest_Resolve{Resolve: &pb.ResolveIntents{
 		TxnId: txnID, Record: rec, Keys: keys, PrimaryKey: primary,
-	}}})
-	if err != nil {
-		c.cfg.Logger.Debug("resolve intents", "txn", fmt.Sprintf("%x", txnID), "error", err)
-	}
-	return err
+	}}}
 }
 
 // heartbeat keeps the record alive while the coordinator works.

@@ -112,14 +112,27 @@ type resolveCounter struct {
 
 func (r resolveCounter) Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
 	resp, err := r.Sender.Evaluate(ctx, req)
-	if err != nil {
-		return resp, err
+	if err == nil {
+		r.count(req, resp)
 	}
+	return resp, err
+}
+
+func (r resolveCounter) EvaluateAll(ctx context.Context, reqs []*pb.InternalRequest) ([]*pb.InternalResponse, []error) {
+	resps, errs := r.Sender.EvaluateAll(ctx, reqs)
+	for i, req := range reqs {
+		if errs[i] == nil {
+			r.count(req, resps[i])
+		}
+	}
+	return resps, errs
+}
+
+func (r resolveCounter) count(req *pb.InternalRequest, resp *pb.InternalResponse) {
 	if res := req.GetResolve(); res != nil {
 		r.m.intentsResolved.Add(float64(len(res.Keys)))
 	}
 	if end := req.GetEnd(); end != nil && resp.Resolved {
 		r.m.intentsResolved.Add(float64(len(end.ResolveKeys)))
 	}
-	return resp, err
 }

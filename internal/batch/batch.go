@@ -93,6 +93,46 @@ func (b *Batcher[Req, Resp]) Do(ctx context.Context, req Req) (Resp, error) {
 	}
 }
 
+// DoAll sends reqs, which one caller has at once, together: as one call
+// if a slot is free, or else queued next to each other so that they leave
+// in the same batch (unless MaxItems or MaxBytes splits them). It returns
+// each request's result as Do would. Sent one by one, such requests would
+// reach the server apart, and the commands they carry could not share its
+// work (a Raft round and its sync, for transaction commands).
+func (b *Batcher[Req, Resp]) DoAll(ctx context.Context, reqs []Req) ([]Resp, []error) {
+	calls := make([]*call[Req, Resp], len(reqs))
+	for i, req := range reqs {
+		calls[i] = &call[Req, Resp]{ctx: ctx, req: req, size: b.cfg.Size(req)}
+	}
+	b.mu.Lock()
+	if b.mu.inFlight < b.cfg.MaxInFlight {
+		b.mu.inFlight++
+		b.mu.Unlock()
+		b.send(calls)
+		b.next()
+	} else {
+		for _, c := range calls {
+			c.done = make(chan struct{})
+		}
+		b.mu.queue = append(b.mu.queue, calls...)
+		b.mu.Unlock()
+	}
+	resps := make([]Resp, len(calls))
+	errs := make([]error, len(calls))
+	for i, c := range calls {
+		if c.done != nil { // queued: a batch goroutine sets its result
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				errs[i] = status.FromContextError(ctx.Err()).Err()
+				continue
+			}
+		}
+		resps[i], errs[i] = c.resp, c.err
+	}
+	return resps, errs
+}
+
 // Queued returns how many requests wait for a free slot.
 func (b *Batcher[Req, Resp]) Queued() int {
 	b.mu.Lock()

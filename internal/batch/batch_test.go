@@ -148,3 +148,50 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestDoAllSendsTogether: requests one caller has at once leave in one
+// call, whether a slot is free or they must queue behind a busy one, and
+// each gets its own answer or error.
+func TestDoAllSendsTogether(t *testing.T) {
+	check := func(t *testing.T, resps []int, errs []error) {
+		t.Helper()
+		for i, r := range []int{1, -2, 3} {
+			switch {
+			case r < 0 && (errs[i] == nil || errs[i].Error() != "negative -2"):
+				t.Errorf("request %d: %v, want its own error", r, errs[i])
+			case r >= 0 && (errs[i] != nil || resps[i] != 2*r):
+				t.Errorf("request %d: %d, %v, want %d", r, resps[i], errs[i], 2*r)
+			}
+		}
+	}
+	t.Run("free slot", func(t *testing.T) {
+		s := &server{hold: make(chan struct{})}
+		close(s.hold)
+		b := New(s.config(4, 100, 1000))
+		resps, errs := b.DoAll(context.Background(), []int{1, -2, 3})
+		check(t, resps, errs)
+		if singles, batches := s.calls(); singles != 0 || fmt.Sprint(batches) != "[[1 -2 3]]" {
+			t.Fatalf("%d single calls and batches %v, want one batch [1 -2 3]", singles, batches)
+		}
+	})
+	t.Run("busy slot", func(t *testing.T) {
+		s := &server{hold: make(chan struct{})}
+		b := New(s.config(1, 100, 1000))
+		go b.Do(context.Background(), 0)
+		waitUntil(t, func() bool { n, _ := s.calls(); return n == 1 })
+		done := make(chan struct{})
+		var resps []int
+		var errs []error
+		go func() {
+			defer close(done)
+			resps, errs = b.DoAll(context.Background(), []int{1, -2, 3})
+		}()
+		waitUntil(t, func() bool { return b.Queued() == 3 })
+		close(s.hold)
+		<-done
+		check(t, resps, errs)
+		if _, batches := s.calls(); fmt.Sprint(batches) != "[[1 -2 3]]" {
+			t.Fatalf("batches %v, want one batch [1 -2 3]", batches)
+		}
+	})
+}
