@@ -99,10 +99,18 @@ func (b *Batcher[Req, Resp]) Do(ctx context.Context, req Req) (Resp, error) {
 // each request's result as Do would. Sent one by one, such requests would
 // reach the server apart, and the commands they carry could not share its
 // work (a Raft round and its sync, for transaction commands).
+//
+// Requests that would not fit in one batch (MaxItems, MaxBytes) go as Do
+// sends them, concurrently.
 func (b *Batcher[Req, Resp]) DoAll(ctx context.Context, reqs []Req) ([]Resp, []error) {
 	calls := make([]*call[Req, Resp], len(reqs))
+	bytes := 0
 	for i, req := range reqs {
 		calls[i] = &call[Req, Resp]{ctx: ctx, req: req, size: b.cfg.Size(req)}
+		bytes += calls[i].size
+	}
+	if len(reqs) > b.cfg.MaxItems || (len(reqs) > 1 && bytes > b.cfg.MaxBytes) {
+		return b.doEach(ctx, reqs)
 	}
 	b.mu.Lock()
 	if b.mu.inFlight < b.cfg.MaxInFlight {
@@ -130,6 +138,18 @@ func (b *Batcher[Req, Resp]) DoAll(ctx context.Context, reqs []Req) ([]Resp, []e
 		}
 		resps[i], errs[i] = c.resp, c.err
 	}
+	return resps, errs
+}
+
+// doEach runs Do for every request at once.
+func (b *Batcher[Req, Resp]) doEach(ctx context.Context, reqs []Req) ([]Resp, []error) {
+	resps := make([]Resp, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		wg.Go(func() { resps[i], errs[i] = b.Do(ctx, req) })
+	}
+	wg.Wait()
 	return resps, errs
 }
 

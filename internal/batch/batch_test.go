@@ -195,3 +195,20 @@ func TestDoAllSendsTogether(t *testing.T) {
 		}
 	})
 }
+
+// TestDoAllTooLargeGoesAlone: requests that would not fit in one batch go
+// as separate calls, each with its own answer.
+func TestDoAllTooLargeGoesAlone(t *testing.T) {
+	s := &server{hold: make(chan struct{})}
+	close(s.hold)
+	b := New(s.config(4, 2, 1000)) // at most 2 items per batch
+	resps, errs := b.DoAll(context.Background(), []int{1, 2, 3})
+	for i, r := range []int{1, 2, 3} {
+		if errs[i] != nil || resps[i] != 2*r {
+			t.Errorf("request %d: %d, %v, want %d", r, resps[i], errs[i], 2*r)
+		}
+	}
+	if singles, batches := s.calls(); singles != 3 || len(batches) != 0 {
+		t.Fatalf("%d single calls and batches %v, want 3 single calls", singles, batches)
+	}
+}
