@@ -72,6 +72,11 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
+	// UnmarshalVT merges into m, where proto.Unmarshal replaces it: reset
+	// first, so that a reused message is not a mix of two.
+	if r, ok := v.(interface{ Reset() }); ok {
+		r.Reset()
+	}
 	// UnmarshalVT copies the bytes fields it keeps, so the buffer may go
 	// back to the pool.
 	return m.UnmarshalVT(buf.ReadOnlyData())

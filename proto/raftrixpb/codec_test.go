@@ -78,6 +78,22 @@ func TestCodecFallsBackForOtherMessages(t *testing.T) {
 	}
 }
 
+// As proto.Unmarshal, decoding into a message that already holds one
+// replaces it rather than merging the two.
+func TestCodecReplacesWhatTheMessageHeld(t *testing.T) {
+	data, err := proto.Marshal(&RaftMessageBatch{Messages: []*RaftMessage{{RangeId: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &RaftMessageBatch{Messages: []*RaftMessage{{RangeId: 1}}}
+	if err := Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Messages) != 1 || m.Messages[0].RangeId != 2 {
+		t.Fatalf("decoded %v, want only the message of range 2", m)
+	}
+}
+
 func TestCodecRejectsGarbage(t *testing.T) {
 	// Field 3 (put) with a length running past the end of the input.
 	garbage := []byte{0x1a, 0x7f, 0x01}
