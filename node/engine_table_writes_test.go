@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"syscall"
 	"testing"
 	"time"
@@ -147,7 +148,7 @@ func BenchmarkTableWrites(b *testing.B) {
 			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				db, err := pebble.Open(b.TempDir(), &pebble.Options{FS: c.fs, MemTableSize: 64 << 20, Logger: quietPebble{}})
+				db, err := pebble.Open(b.TempDir(), &pebble.Options{FS: c.fs, MemTableSize: 64 << 20, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -184,12 +185,4 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-type quietPebble struct{}
-
-func (quietPebble) Infof(string, ...any)  {}
-func (quietPebble) Errorf(string, ...any) {}
-func (quietPebble) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
 }

@@ -29,26 +29,22 @@ func (n *Node) EvaluateAll(ctx context.Context, reqs []*pb.InternalRequest) ([]*
 		idx    []int
 	}
 	var groups []group
+	byNode := map[uint64]int{} // remote leader -> its group
 	for i, req := range reqs {
 		lead := n.remoteLeaderOf(req.Key)
-		found := false
-		for g := range groups {
-			if lead != 0 && groups[g].nodeID == lead {
-				groups[g].idx = append(groups[g].idx, i)
-				found = true
-				break
-			}
+		if g, ok := byNode[lead]; ok {
+			groups[g].idx = append(groups[g].idx, i)
+			continue
 		}
-		if !found {
-			groups = append(groups, group{nodeID: lead, idx: []int{i}})
+		if lead != 0 {
+			byNode[lead] = len(groups)
 		}
+		groups = append(groups, group{nodeID: lead, idx: []int{i}})
 	}
 	n.items.Each(len(groups), func(g int) {
 		gr := groups[g]
-		if gr.nodeID == 0 || len(gr.idx) == 1 {
-			for _, i := range gr.idx {
-				resps[i], errs[i] = n.evaluate(ctx, reqs[i])
-			}
+		if len(gr.idx) == 1 {
+			resps[gr.idx[0]], errs[gr.idx[0]] = n.evaluate(ctx, reqs[gr.idx[0]])
 			return
 		}
 		n.evaluateOn(ctx, gr.nodeID, reqs, gr.idx, resps, errs)
