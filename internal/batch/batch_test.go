@@ -27,6 +27,9 @@ func (s *server) config(maxInFlight, maxItems, maxBytes int) Config[int, int] {
 			s.singles++
 			s.mu.Unlock()
 			<-s.hold
+			if req < 0 { // as Many answers it: a request that queues last may go alone
+				return 0, fmt.Errorf("negative %d", req)
+			}
 			return 2 * req, nil
 		},
 		Many: func(ctx context.Context, reqs []int, deadlines []time.Time) ([]int, []error, error) {
