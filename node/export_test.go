@@ -15,6 +15,15 @@ import (
 // LocalReplica returns the node's replica of a range, or nil.
 func (n *Node) LocalReplica(rangeID uint64) *replica.Replica { return n.replica(rangeID) }
 
+// SystemRangeID returns the ID of the range holding the system keys, as
+// this node's replicas see it (0 if it holds none).
+func (n *Node) SystemRangeID() uint64 {
+	if r := n.replicaForKey(systemPrefix); r != nil {
+		return r.RangeID()
+	}
+	return 0
+}
+
 // CreateReplicaForSnapshot is createReplica, which an incoming snapshot
 // calls.
 func (n *Node) CreateReplicaForSnapshot(desc *pb.RangeDescriptor) (*replica.Replica, error) {

@@ -64,9 +64,15 @@ const leaderRetryInterval = 20 * time.Millisecond
 
 // onLeader runs local on this node's replica of the range that holds key if
 // that replica leads, and forward against the leader's node otherwise,
-// retrying while the leader is unknown or has just moved until ctx ends. A
-// node with no replica of the range forwards to one that has one (until
-// placement exists: one of the bootstrap nodes) and follows its leader hint.
+// retrying while the leader is unknown or has just moved until ctx ends.
+//
+// Where to forward: the leader a peer's refusal named last (fresher than
+// anything local), else the leader the local replica names, else each peer
+// in turn, following their hints. The local replica's view is not enough
+// on its own: a replica removed while its node was away (a learner left by
+// a failed move, say) may never learn a leader again, and a node that
+// trusted it would never reach the range, nor, for the system range, the
+// placement service that would tell it to destroy that replica.
 func (n *Node) onLeader(ctx context.Context, key []byte,
 	local func(*replica.Replica) error,
 	forward func(context.Context, *grpc.ClientConn) error,
@@ -92,11 +98,13 @@ func (n *Node) onLeader(ctx context.Context, key []byte,
 			if forwarded {
 				return err
 			}
+		}
+		if hint != 0 {
 			target = hint
-			if target == 0 {
-				if holders := n.holderCandidates(); len(holders) > 0 {
-					target = holders[attempt%len(holders)]
-				}
+		}
+		if target == 0 {
+			if holders := n.holderCandidates(); len(holders) > 0 {
+				target = holders[attempt%len(holders)]
 			}
 		}
 		if conn, ok := n.readyTarget(ctx, target); ok {
