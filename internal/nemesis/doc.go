@@ -16,6 +16,9 @@
 //     return time after everything else; operations refused before doing
 //     anything (routing errors, connections never made) are dropped;
 //     - set: clients insert distinct keys with put-if-absent;
+//     - bank: clients move money between accounts in different ranges with
+//     cross-range transactions and read every balance in one transaction
+//     (see bank.go);
 //     - every few seconds all clients pause together for 0.5-1.5s, so idle
 //     ranges quiesce and faults also hit quiesced ranges;
 //     - the nemesis also asks live nodes, through the Admin API, to transfer
@@ -27,7 +30,8 @@
 //     range to succeed within RecoveryBound (10s);
 //  4. check: the register history is linearizable per key; a linearizable
 //     scan holds every acknowledged insert and no insert that failed
-//     definitely; replicas converge to the same applied index and equal
+//     definitely; every read of all balances, during the run and after the
+//     heal, saw the money conserved; replicas converge to the same applied index and equal
 //     state hashes; committed log positions never changed term; at most one
 //     leader per range and term; a node's descriptors never overlap, and
 //     once replicas converge the newest descriptors tile the key space and

@@ -94,8 +94,8 @@ func runSeed(t *testing.T, seed int64, kinds []Kind, done func(*Result)) {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
 	done(res)
-	t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set; %d unknown, %d refused); faults %v (admin RPCs succeeded %v); truncate threshold %d, %d snapshots; %d samples (%d quiesced replicas), %d hash and %d term comparisons; recovery %v; took %v",
-		seed, res.Attempted, res.Ops, res.RegisterOps, res.SetOps, res.Unknown, res.Failed, res.Faults, res.FaultsOK, res.LogTruncateThreshold, res.Snapshots,
+	t.Logf("seed %d: %d ops attempted, %d checked (%d register, %d set, %d bank transfers, %d bank reads; %d unknown, %d refused); faults %v (admin RPCs succeeded %v); truncate threshold %d, %d snapshots; %d samples (%d quiesced replicas), %d hash and %d term comparisons; recovery %v; took %v",
+		seed, res.Attempted, res.Ops, res.RegisterOps, res.SetOps, res.BankTransfers, res.BankReads, res.Unknown, res.Failed, res.Faults, res.FaultsOK, res.LogTruncateThreshold, res.Snapshots,
 		res.Samples, res.Quiesced, res.HashChecks, res.TermChecks, res.Recovery.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
 	for _, n := range res.Notes {
 		t.Logf("seed %d: note: %s", seed, n)

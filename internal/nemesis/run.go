@@ -34,10 +34,12 @@ type Config struct {
 	Ops  int
 	Rate float64
 	// RegisterKeys and RegisterClients shape the register workload (default
-	// 12 keys, 10 clients); SetClients the set workload (default 3).
+	// 12 keys, 10 clients); SetClients the set workload (default 3);
+	// BankClients the bank workload's cross-range transactions (default 2).
 	RegisterKeys    int
 	RegisterClients int
 	SetClients      int
+	BankClients     int
 	// Truncate, if set, is the log truncation threshold; otherwise it is
 	// drawn from the seed among 16, 64 and 1000.
 	Truncate uint64
@@ -77,6 +79,9 @@ func (c *Config) setDefaults() {
 	if c.SetClients == 0 {
 		c.SetClients = 3
 	}
+	if c.BankClients == 0 {
+		c.BankClients = 2
+	}
 	if len(c.Kinds) == 0 {
 		c.Kinds = AllKinds
 	}
@@ -96,11 +101,15 @@ type Result struct {
 	Seed int64
 	// LogTruncateThreshold was drawn from the seed.
 	LogTruncateThreshold uint64
-	// Attempted counts the client operations started. Ops counts those in
-	// the checked histories (register operations that observed something,
-	// and every set insert); Unknown the writes whose outcome the client
-	// could not know; Failed the operations refused before doing anything.
+	// Attempted counts the client operations started. Ops counts those
+	// checked (register operations that observed something, every set
+	// insert, and the bank's transfers and reads that succeeded); Unknown
+	// the writes whose outcome the client could not know; Failed the
+	// operations refused before doing anything.
 	Attempted, Ops, RegisterOps, SetOps, Unknown, Failed int
+	// BankTransfers and BankReads count the bank's committed transfers and
+	// its successful reads of every balance.
+	BankTransfers, BankReads int
 	Faults                                               map[Kind]int
 	// FaultsOK counts, of the Admin RPC faults in Faults (transfer-leader,
 	// split, move), those that succeeded; the others failed, as they may
@@ -156,9 +165,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("seed %d: %w", cfg.Seed, err)
 	}
 
-	start := time.Now()
 	nodes := c.NodeIDs()
-	clients := cfg.RegisterClients + cfg.SetClients
+	bank := newBankState(cfg.Ranges)
+	octx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err = bank.open(octx, c, nodes)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("seed %d: %w", cfg.Seed, err)
+	}
+
+	start := time.Now()
+	clients := cfg.RegisterClients + cfg.SetClients + cfg.BankClients
 	planned := time.Duration(float64(cfg.Ops) / cfg.Rate * float64(time.Second))
 	w := &workload{c: c, cfg: cfg, nodes: nodes, start: start,
 		meanThink: time.Duration(float64(clients) / cfg.Rate * float64(time.Second)),
@@ -195,6 +212,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		clientsWG.Add(1)
 		go func() { defer clientsWG.Done(); sc.run(runCtx) }()
 	}
+	for i := 0; i < cfg.BankClients; i++ {
+		bc := &bankClient{rng: rand.New(rand.NewPCG(rng.Uint64(), uint64(200+i))), w: w, b: bank}
+		clientsWG.Add(1)
+		go func() { defer clientsWG.Done(); bc.run(runCtx) }()
+	}
 	clientsWG.Wait()
 	if left := w.budget.Load(); left > 0 && runCtx.Err() != nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("workload phase hit its time bound with %d operations not started", left))
@@ -226,6 +248,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	} else {
 		violations = append(violations, sets.check(found)...)
 	}
+	bctx, cancel := context.WithTimeout(ctx, cfg.RecoveryBound)
+	violations = append(violations, bank.finalCheck(bctx, c, nodes)...)
+	cancel()
 
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	lagging := iv.converge(cctx)
@@ -265,7 +290,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Unknown = len(sets.unknown)
 	sets.mu.Unlock()
 	res.RegisterOps = len(ops)
-	res.Ops = res.RegisterOps + res.SetOps
+	bank.mu.Lock()
+	res.BankTransfers, res.BankReads = bank.transfers, bank.reads
+	res.Unknown += bank.unknown
+	bank.mu.Unlock()
+	res.Ops = res.RegisterOps + res.SetOps + res.BankTransfers + res.BankReads
 	res.Attempted = cfg.Ops - int(max(w.budget.Load(), 0))
 	res.Failed = int(w.outcomes[outFailed].Load())
 	h.mu.Lock()
