@@ -110,7 +110,7 @@ type Result struct {
 	// BankTransfers and BankReads count the bank's committed transfers and
 	// its successful reads of every balance.
 	BankTransfers, BankReads int
-	Faults                                               map[Kind]int
+	Faults                   map[Kind]int
 	// FaultsOK counts, of the Admin RPC faults in Faults (transfer-leader,
 	// split, move), those that succeeded; the others failed, as they may
 	// during partitions and crashes.
