@@ -39,14 +39,6 @@ func (n *Node) registerStateCollectors() error {
 			}
 			return total
 		}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "raftrix_riders_carried_total",
-			Help: "Background commands (a decided transaction's resolutions, record deletions) that rode in another command's Raft entry on the local leaders (summed over the current replicas).",
-		}, func() float64 { return n.sumRiders(true) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "raftrix_riders_alone_total",
-			Help: "Background commands that found no command to ride with in time and took a Raft entry of their own (summed over the current replicas).",
-		}, func() float64 { return n.sumRiders(false) }),
 		n.metrics.engine,
 	}
 	for _, c := range cs {
@@ -55,20 +47,6 @@ func (n *Node) registerStateCollectors() error {
 		}
 	}
 	return nil
-}
-
-// sumRiders sums the local replicas' riders, carried or alone.
-func (n *Node) sumRiders(carried bool) float64 {
-	total := uint64(0)
-	for _, r := range n.allReplicas() {
-		c, a := r.Riders()
-		if carried {
-			total += c
-		} else {
-			total += a
-		}
-	}
-	return float64(total)
 }
 
 // countsRange says whether this node counts r's range in raftrix_ranges:

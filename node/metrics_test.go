@@ -39,9 +39,6 @@ var operatorMetrics = []struct {
 	{"raftrix_txn_phase_seconds", true},
 	{"raftrix_engine_wal_written_bytes_total", true},
 	// Gauges, checked below, and engine metrics a small load need not move.
-	// A resolution rides or goes alone: their sum must move (below).
-	{"raftrix_riders_carried_total", false},
-	{"raftrix_riders_alone_total", false},
 	{"raftrix_ranges", false},
 	{"raftrix_replicas", false},
 	{"raftrix_replicas_leaders", false},
@@ -215,12 +212,6 @@ func operatorMetricsProblems(before, after []map[string]*dto.MetricFamily, range
 		if b, a := total(before, m.name), total(after, m.name); m.moves && a <= b {
 			out = append(out, fmt.Sprintf("%s did not move under load: %v -> %v", m.name, b, a))
 		}
-	}
-	riders := func(mfss []map[string]*dto.MetricFamily) float64 {
-		return total(mfss, "raftrix_riders_carried_total") + total(mfss, "raftrix_riders_alone_total")
-	}
-	if b, a := riders(before), riders(after); a <= b {
-		out = append(out, fmt.Sprintf("no resolution counted as a rider, carried or alone: %v -> %v", b, a))
 	}
 	for _, protocol := range []string{"one_phase", "two_phase"} {
 		var v float64

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -97,12 +96,7 @@ func (n *Node) evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.Inter
 			return err
 		}
 		cmd.Revision = n.hlc.Next()
-		var res replica.Result
-		if req.Background {
-			res, err = r.ProposeRider(ctx, cmd, riderWait)
-		} else {
-			res, err = r.Propose(ctx, cmd)
-		}
+		res, err := r.Propose(ctx, cmd)
 		if err != nil {
 			return err
 		}
@@ -124,13 +118,6 @@ func (n *Node) evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.Inter
 	}
 	return resp, nil
 }
-
-// riderWait is how long a background command waits on the range's leader
-// for another command to ride with before it proposes itself. A range under
-// transactions gets a command every few milliseconds; the wait delays only
-// the intents' resolution, which nobody waits on, and whoever meets an
-// unresolved intent settles it itself.
-const riderWait = 10 * time.Millisecond
 
 func internalCommand(req *pb.InternalRequest) (*pb.RaftCommand, error) {
 	switch op := req.Op.(type) {

@@ -100,9 +100,6 @@ type Replica struct {
 	writes atomic.Uint64
 	// leaseReads counts reads served under the leader's lease.
 	leaseReads atomic.Uint64
-	// ridersCarried counts riders proposed in another command's entry,
-	// ridersAlone those that found no carrier in time (riders.go).
-	ridersCarried, ridersAlone atomic.Uint64
 
 	// mu guards the RawNode and everything the Raft loop shares with request
 	// goroutines. The node's scheduler guarantees that only one goroutine at a
@@ -114,9 +111,6 @@ type Replica struct {
 		leader    uint64 // replica ID of the leader, 0 if unknown
 		term      uint64
 		proposals map[uint64]chan Result
-		// riders are commands waiting for the next proposal to ride with
-		// (riders.go); their waiters are in proposals.
-		riders []*pb.RaftCommand
 		// readQueue holds reads waiting for the next ReadIndex request;
 		// reads holds those of requests sent, by request context. One
 		// request serves every read queued before it (see ReadIndex).
@@ -360,7 +354,6 @@ func (r *Replica) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.closed = true
-	r.mu.riders = nil
 	for id, ch := range r.mu.proposals {
 		// The entry may still commit on the other replicas.
 		ch <- Result{Err: ErrAmbiguousResult}

@@ -67,12 +67,6 @@ func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, erro
 				if err := cmd.UnmarshalVT(e.Data); err != nil {
 					return nil, fmt.Errorf("range %d: decode entry %d: %w", r.rangeID, e.Index, err)
 				}
-				for _, rider := range cmd.Riders {
-					if len(rider.Riders) > 0 {
-						return nil, fmt.Errorf("range %d: entry %d: a rider carries riders", r.rangeID, e.Index)
-					}
-					s.done = append(s.done, completedProposal{id: rider.ProposalId, res: sm.apply(rider)})
-				}
 				s.done = append(s.done, completedProposal{id: cmd.ProposalId, res: sm.apply(cmd)})
 				r.writes.Add(1)
 			}

@@ -25,9 +25,6 @@ func newRequestID() uint64 {
 // applied it. Only the leader accepts proposals; others return a
 // *NotLeaderError. If ctx ends first the outcome is unknown: the command may
 // still be applied later.
-//
-// Commands waiting to ride (ProposeRider) go in the same entry, ahead of
-// cmd.
 func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, error) {
 	cmd.ProposalId = newRequestID()
 	data, err := cmd.MarshalVT()
@@ -48,22 +45,8 @@ func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, err
 		r.mu.Unlock()
 		return Result{}, err
 	}
-	riders := r.mu.riders
-	if len(riders) > 0 {
-		// Encoded again with its riders, under the lock so that no other
-		// proposal takes them meanwhile; rare enough not to matter.
-		r.mu.riders = nil
-		cmd.Riders = riders
-		if data, err = cmd.MarshalVT(); err != nil {
-			r.mu.riders = riders
-			r.mu.Unlock()
-			return Result{}, err
-		}
-	}
 	r.mu.proposals[cmd.ProposalId] = ch
 	if err := r.mu.rn.Propose(data); err != nil {
-		// The riders wait again; each proposes itself when its wait ends.
-		r.mu.riders = append(riders, r.mu.riders...)
 		delete(r.mu.proposals, cmd.ProposalId)
 		if errors.Is(err, raft.ErrProposalDropped) {
 			err = r.notLeaderLocked()
@@ -72,19 +55,13 @@ func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, err
 		return Result{}, err
 	}
 	r.mu.Unlock()
-	r.ridersCarried.Add(uint64(len(riders)))
 	r.cfg.Notify()
-	return r.waitProposal(ctx, cmd.ProposalId, ch)
-}
-
-// waitProposal waits for the result of proposal id, or for ctx to end.
-func (r *Replica) waitProposal(ctx context.Context, id uint64, ch chan Result) (Result, error) {
 	select {
 	case res := <-ch:
 		return res, nil
 	case <-ctx.Done():
 		r.mu.Lock()
-		delete(r.mu.proposals, id)
+		delete(r.mu.proposals, cmd.ProposalId)
 		r.mu.Unlock()
 		return Result{}, ctx.Err()
 	}
@@ -217,7 +194,6 @@ func (r *Replica) Ready() (raft.Ready, bool) {
 // replica lost leadership, instead of letting them wait for their deadline.
 // A read is safe to retry elsewhere; a proposal's outcome is unknown.
 func (r *Replica) failPendingLocked() {
-	r.mu.riders = nil
 	for id, ch := range r.mu.proposals {
 		ch <- Result{Err: ErrAmbiguousResult}
 		delete(r.mu.proposals, id)

@@ -419,10 +419,8 @@ func (c *Coordinator) resolveParts(ctx context.Context, rec *pb.TxnRecord, txnID
 	}
 }
 
-// resolveRequest resolves a decided transaction's intents on one range, in
-// the background: the command may wait on the leader to ride with another.
 func resolveRequest(rec *pb.TxnRecord, txnID, primary []byte, keys [][]byte) *pb.InternalRequest {
-	return &pb.InternalRequest{Key: keys[0], Background: true, Op: &pb.InternalRequest_Resolve{Resolve: &pb.ResolveIntents{
+	return &pb.InternalRequest{Key: keys[0], Op: &pb.InternalRequest_Resolve{Resolve: &pb.ResolveIntents{
 		TxnId: txnID, Record: rec, Keys: keys, PrimaryKey: primary,
 	}}}
 }

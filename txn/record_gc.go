@@ -79,7 +79,7 @@ func (g *recordGC) flush(ctx context.Context) {
 			defer wg.Done()
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			_, err := g.c.cfg.Sender.Evaluate(sctx, &pb.InternalRequest{Key: batch[0].PrimaryKey, Background: true,
+			_, err := g.c.cfg.Sender.Evaluate(sctx, &pb.InternalRequest{Key: batch[0].PrimaryKey,
 				Op: &pb.InternalRequest_DeleteRecords{DeleteRecords: &pb.DeleteTxnRecords{Records: batch}}})
 			if err != nil {
 				g.c.cfg.Logger.Debug("delete transaction records", "records", len(batch), "key", fmt.Sprintf("%q", batch[0].PrimaryKey), "error", err)

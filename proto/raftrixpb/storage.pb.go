@@ -171,11 +171,7 @@ type RaftCommand struct {
 	//	*RaftCommand_Resolve
 	//	*RaftCommand_Split
 	//	*RaftCommand_DeleteRecords
-	Op isRaftCommand_Op `protobuf_oneof:"op"`
-	// riders are commands that waited on the leader for a proposal to ride
-	// with (InternalRequest.background), applied before this one, in order,
-	// each answered as if it had been proposed alone. A rider has no riders.
-	Riders        []*RaftCommand `protobuf:"bytes,13,rep,name=riders,proto3" json:"riders,omitempty"`
+	Op            isRaftCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,13 +313,6 @@ func (x *RaftCommand) GetDeleteRecords() *DeleteTxnRecords {
 		if x, ok := x.Op.(*RaftCommand_DeleteRecords); ok {
 			return x.DeleteRecords
 		}
-	}
-	return nil
-}
-
-func (x *RaftCommand) GetRiders() []*RaftCommand {
-	if x != nil {
-		return x.Riders
 	}
 	return nil
 }
@@ -1653,12 +1642,7 @@ type InternalRequest struct {
 	//	*InternalRequest_Resolve
 	//	*InternalRequest_OnePc
 	//	*InternalRequest_DeleteRecords
-	Op isInternalRequest_Op `protobuf_oneof:"op"`
-	// background marks a command whose sender does not wait on it soon (the
-	// resolutions and record deletions that follow a decided transaction):
-	// the range's leader may hold it a few milliseconds, to ride in the next
-	// command proposed to the range instead of taking a Raft entry of its own.
-	Background    bool `protobuf:"varint,9,opt,name=background,proto3" json:"background,omitempty"`
+	Op            isInternalRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1768,13 +1752,6 @@ func (x *InternalRequest) GetDeleteRecords() *DeleteTxnRecords {
 		}
 	}
 	return nil
-}
-
-func (x *InternalRequest) GetBackground() bool {
-	if x != nil {
-		return x.Background
-	}
-	return false
 }
 
 type isInternalRequest_Op interface {
@@ -2221,7 +2198,7 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\x0fcreate_revision\x18\x02 \x01(\x03R\x0ecreateRevision\x12!\n" +
 	"\fmod_revision\x18\x03 \x01(\x03R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x03R\aversion\x12*\n" +
-	"\x06intent\x18\x05 \x01(\v2\x12.raftrix.v1.IntentR\x06intent\"\xfc\x04\n" +
+	"\x06intent\x18\x05 \x01(\v2\x12.raftrix.v1.IntentR\x06intent\"\xcb\x04\n" +
 	"\vRaftCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12\x1a\n" +
@@ -2236,8 +2213,7 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\aresolve\x18\n" +
 	" \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolve\x12.\n" +
 	"\x05split\x18\v \x01(\v2\x16.raftrix.v1.SplitRangeH\x00R\x05split\x12E\n" +
-	"\x0edelete_records\x18\f \x01(\v2\x1c.raftrix.v1.DeleteTxnRecordsH\x00R\rdeleteRecords\x12/\n" +
-	"\x06riders\x18\r \x03(\v2\x17.raftrix.v1.RaftCommandR\x06ridersB\x04\n" +
+	"\x0edelete_records\x18\f \x01(\v2\x1c.raftrix.v1.DeleteTxnRecordsH\x00R\rdeleteRecordsB\x04\n" +
 	"\x02op\"\x80\x01\n" +
 	"\n" +
 	"SplitRange\x12\x1b\n" +
@@ -2341,7 +2317,7 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\fTxnRecordRef\x12\x1f\n" +
 	"\vprimary_key\x18\x01 \x01(\fR\n" +
 	"primaryKey\x12\x15\n" +
-	"\x06txn_id\x18\x02 \x01(\fR\x05txnId\"\xb8\x03\n" +
+	"\x06txn_id\x18\x02 \x01(\fR\x05txnId\"\x98\x03\n" +
 	"\x0fInternalRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x122\n" +
 	"\aprepare\x18\x02 \x01(\v2\x16.raftrix.v1.TxnPrepareH\x00R\aprepare\x12&\n" +
@@ -2350,10 +2326,7 @@ const file_raftrix_v1_storage_proto_rawDesc = "" +
 	"\theartbeat\x18\x05 \x01(\v2\x18.raftrix.v1.TxnHeartbeatH\x00R\theartbeat\x126\n" +
 	"\aresolve\x18\x06 \x01(\v2\x1a.raftrix.v1.ResolveIntentsH\x00R\aresolve\x12-\n" +
 	"\x06one_pc\x18\a \x01(\v2\x14.raftrix.v1.TxnOnePCH\x00R\x05onePc\x12E\n" +
-	"\x0edelete_records\x18\b \x01(\v2\x1c.raftrix.v1.DeleteTxnRecordsH\x00R\rdeleteRecords\x12\x1e\n" +
-	"\n" +
-	"background\x18\t \x01(\bR\n" +
-	"backgroundB\x04\n" +
+	"\x0edelete_records\x18\b \x01(\v2\x1c.raftrix.v1.DeleteTxnRecordsH\x00R\rdeleteRecordsB\x04\n" +
 	"\x02op\"\x93\x02\n" +
 	"\x10InternalResponse\x126\n" +
 	"\aprepare\x18\x01 \x01(\v2\x1c.raftrix.v1.TxnPrepareResultR\aprepare\x12-\n" +
@@ -2452,49 +2425,48 @@ var file_raftrix_v1_storage_proto_depIdxs = []int32{
 	18, // 8: raftrix.v1.RaftCommand.resolve:type_name -> raftrix.v1.ResolveIntents
 	3,  // 9: raftrix.v1.RaftCommand.split:type_name -> raftrix.v1.SplitRange
 	19, // 10: raftrix.v1.RaftCommand.delete_records:type_name -> raftrix.v1.DeleteTxnRecords
-	2,  // 11: raftrix.v1.RaftCommand.riders:type_name -> raftrix.v1.RaftCommand
-	31, // 12: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	8,  // 13: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
-	8,  // 14: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
-	0,  // 15: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
-	32, // 16: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
-	33, // 17: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
-	12, // 18: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
-	12, // 19: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
-	34, // 20: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
-	7,  // 21: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
-	14, // 22: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
-	14, // 23: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
-	35, // 24: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
-	9,  // 25: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
-	20, // 26: raftrix.v1.DeleteTxnRecords.records:type_name -> raftrix.v1.TxnRecordRef
-	11, // 27: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
-	15, // 28: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
-	16, // 29: raftrix.v1.InternalRequest.push:type_name -> raftrix.v1.TxnPush
-	17, // 30: raftrix.v1.InternalRequest.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
-	18, // 31: raftrix.v1.InternalRequest.resolve:type_name -> raftrix.v1.ResolveIntents
-	10, // 32: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
-	19, // 33: raftrix.v1.InternalRequest.delete_records:type_name -> raftrix.v1.DeleteTxnRecords
-	13, // 34: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
-	9,  // 35: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
-	36, // 36: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
-	7,  // 37: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
-	21, // 38: raftrix.v1.EvaluateBatchRequest.requests:type_name -> raftrix.v1.InternalRequest
-	25, // 39: raftrix.v1.EvaluateBatchResponse.results:type_name -> raftrix.v1.EvaluateResult
-	22, // 40: raftrix.v1.EvaluateResult.response:type_name -> raftrix.v1.InternalResponse
-	37, // 41: raftrix.v1.EvaluateResult.error:type_name -> raftrix.v1.Status
-	31, // 42: raftrix.v1.ConfChangeContext.descriptor:type_name -> raftrix.v1.RangeDescriptor
-	21, // 43: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
-	23, // 44: raftrix.v1.Internal.EvaluateBatch:input_type -> raftrix.v1.EvaluateBatchRequest
-	26, // 45: raftrix.v1.Internal.DestroyReplica:input_type -> raftrix.v1.DestroyReplicaRequest
-	22, // 46: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
-	24, // 47: raftrix.v1.Internal.EvaluateBatch:output_type -> raftrix.v1.EvaluateBatchResponse
-	27, // 48: raftrix.v1.Internal.DestroyReplica:output_type -> raftrix.v1.DestroyReplicaResponse
-	46, // [46:49] is the sub-list for method output_type
-	43, // [43:46] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	31, // 11: raftrix.v1.SnapshotData.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	8,  // 12: raftrix.v1.Intent.on_success:type_name -> raftrix.v1.TxnWrite
+	8,  // 13: raftrix.v1.Intent.on_failure:type_name -> raftrix.v1.TxnWrite
+	0,  // 14: raftrix.v1.TxnRecord.status:type_name -> raftrix.v1.TxnRecord.Status
+	32, // 15: raftrix.v1.TxnOnePC.txn:type_name -> raftrix.v1.TxnRequest
+	33, // 16: raftrix.v1.TxnPrepare.compare:type_name -> raftrix.v1.Compare
+	12, // 17: raftrix.v1.TxnPrepare.success:type_name -> raftrix.v1.IndexedOp
+	12, // 18: raftrix.v1.TxnPrepare.failure:type_name -> raftrix.v1.IndexedOp
+	34, // 19: raftrix.v1.IndexedOp.op:type_name -> raftrix.v1.RequestOp
+	7,  // 20: raftrix.v1.TxnPrepareResult.conflict:type_name -> raftrix.v1.Intent
+	14, // 21: raftrix.v1.TxnPrepareResult.success:type_name -> raftrix.v1.IndexedResponse
+	14, // 22: raftrix.v1.TxnPrepareResult.failure:type_name -> raftrix.v1.IndexedResponse
+	35, // 23: raftrix.v1.IndexedResponse.response:type_name -> raftrix.v1.ResponseOp
+	9,  // 24: raftrix.v1.ResolveIntents.record:type_name -> raftrix.v1.TxnRecord
+	20, // 25: raftrix.v1.DeleteTxnRecords.records:type_name -> raftrix.v1.TxnRecordRef
+	11, // 26: raftrix.v1.InternalRequest.prepare:type_name -> raftrix.v1.TxnPrepare
+	15, // 27: raftrix.v1.InternalRequest.end:type_name -> raftrix.v1.TxnEnd
+	16, // 28: raftrix.v1.InternalRequest.push:type_name -> raftrix.v1.TxnPush
+	17, // 29: raftrix.v1.InternalRequest.heartbeat:type_name -> raftrix.v1.TxnHeartbeat
+	18, // 30: raftrix.v1.InternalRequest.resolve:type_name -> raftrix.v1.ResolveIntents
+	10, // 31: raftrix.v1.InternalRequest.one_pc:type_name -> raftrix.v1.TxnOnePC
+	19, // 32: raftrix.v1.InternalRequest.delete_records:type_name -> raftrix.v1.DeleteTxnRecords
+	13, // 33: raftrix.v1.InternalResponse.prepare:type_name -> raftrix.v1.TxnPrepareResult
+	9,  // 34: raftrix.v1.InternalResponse.record:type_name -> raftrix.v1.TxnRecord
+	36, // 35: raftrix.v1.InternalResponse.txn:type_name -> raftrix.v1.TxnResponse
+	7,  // 36: raftrix.v1.InternalResponse.conflict:type_name -> raftrix.v1.Intent
+	21, // 37: raftrix.v1.EvaluateBatchRequest.requests:type_name -> raftrix.v1.InternalRequest
+	25, // 38: raftrix.v1.EvaluateBatchResponse.results:type_name -> raftrix.v1.EvaluateResult
+	22, // 39: raftrix.v1.EvaluateResult.response:type_name -> raftrix.v1.InternalResponse
+	37, // 40: raftrix.v1.EvaluateResult.error:type_name -> raftrix.v1.Status
+	31, // 41: raftrix.v1.ConfChangeContext.descriptor:type_name -> raftrix.v1.RangeDescriptor
+	21, // 42: raftrix.v1.Internal.Evaluate:input_type -> raftrix.v1.InternalRequest
+	23, // 43: raftrix.v1.Internal.EvaluateBatch:input_type -> raftrix.v1.EvaluateBatchRequest
+	26, // 44: raftrix.v1.Internal.DestroyReplica:input_type -> raftrix.v1.DestroyReplicaRequest
+	22, // 45: raftrix.v1.Internal.Evaluate:output_type -> raftrix.v1.InternalResponse
+	24, // 46: raftrix.v1.Internal.EvaluateBatch:output_type -> raftrix.v1.EvaluateBatchResponse
+	27, // 47: raftrix.v1.Internal.DestroyReplica:output_type -> raftrix.v1.DestroyReplicaResponse
+	45, // [45:48] is the sub-list for method output_type
+	42, // [42:45] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_raftrix_v1_storage_proto_init() }
