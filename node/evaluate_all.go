@@ -49,6 +49,9 @@ func (n *Node) EvaluateAll(ctx context.Context, reqs []*pb.InternalRequest) ([]*
 		}
 		n.evaluateOn(ctx, gr.nodeID, reqs, gr.idx, resps, errs)
 	})
+	for i, err := range errs {
+		errs[i] = n.rangeChanged(reqs[i].Key, err)
+	}
 	return resps, errs
 }
 
@@ -81,12 +84,13 @@ func (n *Node) evaluateOn(ctx context.Context, nodeID uint64, reqs []*pb.Interna
 }
 
 // remoteLeaderOf returns the node that this node's replica of key's range
-// believes leads it, or 0 if that is this node, or unknown, or this node
-// holds no replica of the range.
+// believes leads it (without a replica: that placement named), or 0 if
+// that is this node, or unknown.
 func (n *Node) remoteLeaderOf(key []byte) uint64 {
 	r := n.replicaForKey(key)
 	if r == nil {
-		return 0
+		_, leader, _ := n.remote.lookup(key)
+		return leader
 	}
 	_, lead := r.Leader()
 	if lead == n.id {

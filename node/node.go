@@ -40,6 +40,9 @@ type Node struct {
 	sched   *scheduler
 	trans   *transport
 	txn     *txn.Coordinator
+	// remote holds what placement said of ranges with no local replica,
+	// for the transactions coordinated here (remote_ranges.go).
+	remote *remoteRanges
 	// items runs the requests of batch calls (KV.Batch,
 	// Internal.EvaluateBatch) on reused goroutines.
 	items *workers.Pool
@@ -144,6 +147,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.trans = newTransport(n)
+	n.remote = newRemoteRanges()
 	n.placement = placement.NewService(placement.Config{
 		Store:    placementStore{n},
 		Actuator: placementActuator{n},

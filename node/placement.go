@@ -230,13 +230,7 @@ func (s *placementServer) Lookup(ctx context.Context, req *pb.LookupRequest) (*p
 	n := s.n
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	resp, err := onPlacementLeader(ctx, n, req, func() (*pb.LookupResponse, error) {
-		e, err := n.placement.Lookup(req.Key)
-		if err != nil {
-			return nil, status.Error(codes.Unavailable, err.Error())
-		}
-		return &pb.LookupResponse{Descriptor_: e.Desc, LeaderNodeId: e.LeaderNodeID, LeaderAddr: n.peerAddrOrEmpty(e.LeaderNodeID)}, nil
-	}, pb.PlacementClient.Lookup)
+	resp, err := n.lookupRange(ctx, req.Key)
 	return resp, n.toStatus(err)
 }
 

@@ -67,8 +67,9 @@ const leaderRetryInterval = 20 * time.Millisecond
 // retrying while the leader is unknown or has just moved until ctx ends.
 //
 // Where to forward: the leader a peer's refusal named last (fresher than
-// anything local), else the leader the local replica names, else each peer
-// in turn, following their hints. The local replica's view is not enough
+// anything local), else the leader the local replica names (without one:
+// that placement named, remote_ranges.go), else each peer in turn,
+// following their hints. The local replica's view is not enough
 // on its own: a replica removed while its node was away (a learner left by
 // a failed move, say) may never learn a leader again, and a node that
 // trusted it would never reach the range, nor, for the system range, the
@@ -103,6 +104,9 @@ func (n *Node) onLeader(ctx context.Context, key []byte,
 			target = hint
 		}
 		if target == 0 {
+			_, target, _ = n.remote.lookup(key) // what placement said, if asked
+		}
+		if target == 0 {
 			if holders := n.holderCandidates(); len(holders) > 0 {
 				target = holders[attempt%len(holders)]
 			}
@@ -112,7 +116,9 @@ func (n *Node) onLeader(ctx context.Context, key []byte,
 			// Retry only when the target refused before doing anything; any
 			// other failure may have happened after a write was applied.
 			re := RoutingErrorOf(ferr)
-			if re == nil {
+			if re == nil || (re.Reason == pb.RoutingError_WRONG_RANGE && re.RangeId != 0) {
+				// Done, or the range's leader found the key outside its
+				// range (it split): no other node would answer otherwise.
 				return ferr
 			}
 			hint = re.LeaderNodeId

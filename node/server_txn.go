@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc"
 
@@ -10,9 +11,8 @@ import (
 	"github.com/raftrix/raftrixdb/txn"
 )
 
-// Txn runs a transaction with this node as its coordinator. A node that does
-// not hold every range the transaction touches hands the whole request to a
-// node that does (until placement exists: a bootstrap node).
+// Txn runs a transaction with this node as its coordinator, whichever of
+// its ranges the node holds.
 func (s *kvServer) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	n := s.n
 	if err := n.cfg.Limits.validateTxn(req); err != nil {
@@ -25,53 +25,15 @@ func (s *kvServer) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse
 	}
 	ctx, cancel := n.requestContext(ctx)
 	defer cancel()
-	keys := pb.TxnKeys(req.Compare, req.Success, req.Failure)
-	for _, k := range keys {
-		if n.replicaForKey(k) == nil {
-			if isForwarded(ctx) {
-				return nil, n.toStatus(&wrongRangeError{nodeID: n.id, key: k})
-			}
-			var resp *pb.TxnResponse
-			err := n.forwardToHolder(ctx, func(fctx context.Context, c *grpc.ClientConn) (err error) {
-				resp, err = pb.NewKVClient(c).Txn(fctx, req)
-				return err
-			})
-			return resp, n.toStatus(err)
-		}
-	}
-	// The coordinator's per-range commands are this node's own requests.
+	// The coordinator's per-range commands are this node's own requests; a
+	// range with no replica here is found through placement
+	// (remote_ranges.go).
 	resp, err := n.txn.Run(ownRequest(ctx), req)
 	if err != nil {
 		return nil, n.toStatus(err)
 	}
 	resp.Header = &pb.ResponseHeader{NodeId: n.id}
 	return resp, nil
-}
-
-// forwardToHolder sends a request to a bootstrap node, trying each in turn
-// while they refuse with a routing error.
-func (n *Node) forwardToHolder(ctx context.Context, call func(context.Context, *grpc.ClientConn) error) error {
-	var err error
-	for _, id := range n.holderCandidates() {
-		conn, cerr := n.trans.conn(id)
-		if cerr != nil {
-			return cerr
-		}
-		err = call(forwardContext(ctx, n.id), conn)
-		if RoutingErrorOf(err) == nil {
-			return err
-		}
-	}
-	return err
-}
-
-// RangeFor implements txn.RangeLookup with the local replicas.
-func (n *Node) RangeFor(key []byte) (uint64, bool) {
-	r := n.replicaForKey(key)
-	if r == nil {
-		return 0, false
-	}
-	return r.RangeID(), true
 }
 
 var (
@@ -84,7 +46,19 @@ var (
 // the node's own request, even when it serves one forwarded to it (a read
 // that settles an intent), so it may be forwarded in turn.
 func (n *Node) Evaluate(ctx context.Context, req *pb.InternalRequest) (*pb.InternalResponse, error) {
-	return n.evaluate(ownRequest(ctx), req)
+	resp, err := n.evaluate(ownRequest(ctx), req)
+	return resp, n.rangeChanged(req.Key, err)
+}
+
+// rangeChanged marks err as txn.ErrRangeChanged if it says that the
+// command's range does not hold key (it split since the coordinator
+// grouped the keys), and forgets what placement said of that range.
+func (n *Node) rangeChanged(key []byte, err error) error {
+	if re := RoutingErrorOf(err); re == nil || re.Reason != pb.RoutingError_WRONG_RANGE {
+		return err
+	}
+	n.remote.forget(key)
+	return fmt.Errorf("%w: %w", txn.ErrRangeChanged, err)
 }
 
 // evaluate is Evaluate keeping ctx's forwarding marker.

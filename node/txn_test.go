@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftrix/raftrixdb/internal/testcluster"
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
@@ -227,6 +228,66 @@ func TestTxnRecordsAreDeletedOnceResolved(t *testing.T) {
 	for _, k := range keys {
 		if kv := mustGet(t, ctx, c.KV(1), k); string(kv.GetValue()) != "v" {
 			t.Fatalf("%q = %v after the transactions", k, kv)
+		}
+	}
+}
+
+// TestTxnWhenNoNodeHoldsEveryRange: with four nodes and replicas moved so
+// that no node holds a replica of all four ranges a transaction touches,
+// every node still coordinates it: ranges with no local replica are found
+// through placement (remote_ranges.go). Before, the node handed the whole
+// transaction to a node holding all of them, and there was none (the
+// nemesis bank workload, 4 nodes).
+func TestTxnWhenNoNodeHoldsEveryRange(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 4, InitialRanges: 4, ManualPlacement: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	leaders, err := c.WaitLeaders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ranges 1-3 each move one replica to node 4: 1 {2,3,4}, 2 {1,3,4},
+	// 3 {1,2,4}, 4 {1,2,3}.
+	for rangeID, from := range map[uint64]uint64{1: 1, 2: 2, 3: 3} {
+		if _, err := c.Admin(leaders[rangeID]).MoveReplica(ctx, &pb.MoveReplicaRequest{RangeId: rangeID, FromNode: from, ToNode: 4}); err != nil {
+			t.Fatalf("move range %d from node %d to 4: %v", rangeID, from, err)
+		}
+	}
+	keys := [][]byte{[]byte("\x00\x00k"), []byte("\x40\x00k"), []byte("\x80\x00k"), []byte("\xc0\x00k")}
+	for id := uint64(1); id <= 4; id++ {
+		held := 0
+		for rangeID := uint64(1); rangeID <= 4; rangeID++ {
+			if c.Node(id).LocalReplica(rangeID) != nil {
+				held++
+			}
+		}
+		if held == 4 {
+			t.Fatalf("node %d still holds all four ranges", id)
+		}
+	}
+	for id := uint64(1); id <= 4; id++ {
+		value := []byte(fmt.Sprintf("via node %d", id))
+		req := &pb.TxnRequest{}
+		for _, k := range keys {
+			req.Success = append(req.Success, putOp(k, value))
+		}
+		// Placement learns the moved ranges from heartbeats: retry while
+		// it has not yet.
+		var resp *pb.TxnResponse
+		for {
+			resp, err = c.KV(id).Txn(ctx, req)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil || !resp.Succeeded {
+			t.Fatalf("transaction via node %d: %v, %v", id, resp, err)
+		}
+		for _, k := range keys {
+			if kv := mustGet(t, ctx, c.KV(1), k); string(kv.GetValue()) != string(value) {
+				t.Fatalf("after the transaction via node %d, %q = %q", id, k, kv.GetValue())
+			}
 		}
 	}
 }

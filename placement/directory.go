@@ -71,6 +71,13 @@ func (d *Directory) Update(rep *pb.RangeReport, now time.Time) bool {
 	return true
 }
 
+// Forget removes the entry of a range, if any.
+func (d *Directory) Forget(rangeID uint64) {
+	if e := d.byID[rangeID]; e != nil {
+		d.remove(e)
+	}
+}
+
 func (d *Directory) remove(e *Entry) {
 	d.tree.Delete(e)
 	if d.byID[e.Desc.RangeId] == e {

@@ -28,7 +28,7 @@ type Sender interface {
 
 // RangeLookup tells which range holds a key.
 type RangeLookup interface {
-	RangeFor(key []byte) (rangeID uint64, ok bool)
+	RangeFor(ctx context.Context, key []byte) (rangeID uint64, err error)
 }
 
 // Config configures a Coordinator.
@@ -62,8 +62,10 @@ type Coordinator struct {
 // transaction committed.
 var ErrAmbiguous = errors.New("transaction outcome unknown: the commit may or may not have happened")
 
-// ErrNoRange is returned when a key has no known range.
-var ErrNoRange = errors.New("no range known for a key of the transaction")
+// ErrRangeChanged marks a Sender's error for a command whose range does not
+// hold its key: the range split after the coordinator grouped the keys.
+// The attempt is aborted and the transaction retried, grouped afresh.
+var ErrRangeChanged = errors.New("a range of the transaction changed")
 
 // NewCoordinator returns a coordinator.
 func NewCoordinator(cfg Config) *Coordinator {
@@ -108,7 +110,7 @@ func (c *Coordinator) Run(ctx context.Context, req *pb.TxnRequest) (*pb.TxnRespo
 	if len(keys) == 0 {
 		return &pb.TxnResponse{Succeeded: true}, nil
 	}
-	parts, err := c.split(req, keys)
+	parts, err := c.split(ctx, req, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +128,7 @@ func (c *Coordinator) Run(ctx context.Context, req *pb.TxnRequest) (*pb.TxnRespo
 		if werr := backoff.wait(ctx); werr != nil {
 			return nil, fmt.Errorf("transaction kept conflicting until the deadline: %w", werr)
 		}
-		parts, err = c.split(req, keys)
+		parts, err = c.split(ctx, req, keys)
 		if err != nil {
 			return nil, err
 		}
@@ -134,13 +136,13 @@ func (c *Coordinator) Run(ctx context.Context, req *pb.TxnRequest) (*pb.TxnRespo
 }
 
 // split groups the transaction's keys, compares and operations by range.
-func (c *Coordinator) split(req *pb.TxnRequest, keys [][]byte) ([]*participant, error) {
+func (c *Coordinator) split(ctx context.Context, req *pb.TxnRequest, keys [][]byte) ([]*participant, error) {
 	byRange := map[uint64]*participant{}
 	var order []*participant
 	get := func(key []byte) (*participant, error) {
-		id, ok := c.cfg.Lookup.RangeFor(key)
-		if !ok {
-			return nil, fmt.Errorf("%w: %q", ErrNoRange, key)
+		id, err := c.cfg.Lookup.RangeFor(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("range of key %q: %w", key, err)
 		}
 		p, ok := byRange[id]
 		if !ok {
@@ -229,6 +231,9 @@ func (c *Coordinator) attempt(ctx context.Context, req *pb.TxnRequest, primary [
 		holderPending := false
 		for _, p := range pending {
 			switch {
+			case errors.Is(p.err, ErrRangeChanged):
+				abort()
+				return nil, true, nil
 			case p.err != nil:
 				abort()
 				return nil, false, p.err

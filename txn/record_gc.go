@@ -66,12 +66,14 @@ func (g *recordGC) flush(ctx context.Context) {
 	g.pending = nil
 	g.mu.Unlock()
 	byRange := map[uint64][]*pb.TxnRecordRef{}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	for _, ref := range refs {
-		// A record whose range is no longer known here stays: garbage.
-		if id, ok := g.c.cfg.Lookup.RangeFor(ref.PrimaryKey); ok {
+		// A record whose range cannot be found now stays: garbage.
+		if id, err := g.c.cfg.Lookup.RangeFor(lctx, ref.PrimaryKey); err == nil {
 			byRange[id] = append(byRange[id], ref)
 		}
 	}
+	cancel()
 	var wg sync.WaitGroup
 	for _, batch := range byRange {
 		wg.Add(1)
