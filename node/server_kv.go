@@ -66,8 +66,8 @@ const leaderRetryInterval = 20 * time.Millisecond
 // that replica leads, and forward against the leader's node otherwise,
 // retrying while the leader is unknown or has just moved until ctx ends.
 //
-// Where to forward: the leader a peer's refusal named last (fresher than
-// anything local), else the leader the local replica names (without one:
+// Where to forward: the leader a peer's refusal named just before (fresher
+// than anything local), else the leader the local replica names (without one:
 // that placement named, remote_ranges.go), else each peer in turn,
 // following their hints. The local replica's view is not enough
 // on its own: a replica removed while its node was away (a learner left by
@@ -101,10 +101,14 @@ func (n *Node) onLeader(ctx context.Context, key []byte,
 			}
 		}
 		if hint != 0 {
-			target = hint
+			// Used once: a hinted node that is down or no longer leads
+			// must not hide the local replica's fresher view for good.
+			target, hint = hint, 0
 		}
-		if target == 0 {
-			_, target, _ = n.remote.lookup(key) // what placement said, if asked
+		if target == 0 && attempt == 0 {
+			// What placement said, if asked: tried once, for it may be
+			// stale or down; then the peers, whose refusals name the leader.
+			_, target, _ = n.remote.lookup(key)
 		}
 		if target == 0 {
 			if holders := n.holderCandidates(); len(holders) > 0 {
