@@ -56,6 +56,23 @@ type Coordinator struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	gc       recordGC
+	// mu guards closing: once Close has begun, transactions still running
+	// start no more background work (adding to bg while Close waits on it
+	// is a race, found by the race detector in TestBank's node stop).
+	mu      sync.Mutex
+	closing bool
+}
+
+// startBackground counts one more background task for Close to wait for,
+// unless Close has begun; it reports whether the task may start.
+func (c *Coordinator) startBackground() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.bg.Add(1)
+	return true
 }
 
 // ErrAmbiguous is returned when the coordinator cannot tell whether the
@@ -91,6 +108,9 @@ func NewCoordinator(cfg Config) *Coordinator {
 // next reader or writer that meets them, records it has not deleted yet
 // stay behind as garbage.
 func (c *Coordinator) Close() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
 	c.bgCancel()
 	c.bg.Wait()
 }
@@ -371,7 +391,9 @@ func (c *Coordinator) end(ctx context.Context, txnID, primary []byte, primaryKey
 // intents anyway.
 func (c *Coordinator) abort(txnID, primary []byte, parts []*participant) {
 	c.cfg.Metrics.abort()
-	c.bg.Add(1)
+	if !c.startBackground() {
+		return // closing: whoever meets the intents settles them
+	}
 	go func() {
 		defer c.bg.Done()
 		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
@@ -390,7 +412,9 @@ func (c *Coordinator) abort(txnID, primary []byte, parts []*participant) {
 // resolveAll resolves a finished transaction's intents in the background
 // (those on the primary's range only if the end did not: primaryResolved).
 func (c *Coordinator) resolveAll(rec *pb.TxnRecord, txnID, primary []byte, parts []*participant, primaryResolved bool) {
-	c.bg.Add(1)
+	if !c.startBackground() {
+		return // closing: whoever meets the intents settles them
+	}
 	c.cfg.Workers.Go(func() {
 		defer c.bg.Done()
 		ctx, cancel := context.WithTimeout(c.bgCtx, 10*time.Second)
