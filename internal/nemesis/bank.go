@@ -31,10 +31,9 @@ type bankState struct {
 	accounts [][]byte
 	total    int
 
-	mu                                   sync.Mutex
-	transfers, conflicts, unknown, reads int
-	failedReads                          int
-	violations                           []string
+	mu                        sync.Mutex
+	transfers, unknown, reads int
+	violations                []string
 }
 
 func newBankState(ranges int) *bankState {
@@ -52,10 +51,22 @@ func (b *bankState) open(ctx context.Context, c *faultcluster.Cluster, nodes []u
 	for _, a := range b.accounts {
 		req.Success = append(req.Success, &pb.RequestOp{Request: &pb.RequestOp_Put{Put: &pb.PutRequest{Key: a, Value: []byte(strconv.Itoa(bankInitial))}}})
 	}
+	if err := throughAnyNode(ctx, nodes, func(ctx context.Context, nodeID uint64) error {
+		_, err := c.KV(nodeID).Txn(ctx, req)
+		return err
+	}); err != nil {
+		return fmt.Errorf("opening the bank accounts: %w", err)
+	}
+	return nil
+}
+
+// throughAnyNode calls fn through each node in turn, each call bounded by
+// 2s, until one succeeds or ctx ends.
+func throughAnyNode(ctx context.Context, nodes []uint64, fn func(ctx context.Context, nodeID uint64) error) error {
 	var last error
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		octx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := c.KV(nodes[attempt%len(nodes)]).Txn(octx, req)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := fn(actx, nodes[attempt%len(nodes)])
 		cancel()
 		if err == nil {
 			return nil
@@ -63,7 +74,7 @@ func (b *bankState) open(ctx context.Context, c *faultcluster.Cluster, nodes []u
 		last = err
 		sleep(ctx, 50*time.Millisecond)
 	}
-	return fmt.Errorf("opening the bank accounts: %v (last error: %v)", ctx.Err(), last)
+	return fmt.Errorf("%v (last error: %v)", ctx.Err(), last)
 }
 
 // readAll reads every balance in one transaction through nodeID. It
@@ -136,14 +147,11 @@ func (c *bankClient) run(ctx context.Context) {
 		kv := c.w.c.KV(nodeID)
 		octx, cancel := context.WithTimeout(ctx, c.w.cfg.OpTimeout)
 		if c.rng.IntN(4) == 0 {
-			_, err := c.b.readAll(octx, kv, nodeID)
-			c.b.mu.Lock()
-			if err == nil {
+			if _, err := c.b.readAll(octx, kv, nodeID); err == nil {
+				c.b.mu.Lock()
 				c.b.reads++
-			} else {
-				c.b.failedReads++
+				c.b.mu.Unlock()
 			}
-			c.b.mu.Unlock()
 		} else {
 			from := c.rng.IntN(len(c.b.accounts))
 			to := (from + 1 + c.rng.IntN(len(c.b.accounts)-1)) % len(c.b.accounts)
@@ -165,18 +173,16 @@ func (c *bankClient) transfer(ctx context.Context, kv pb.KVClient, from, to, amo
 	if err != nil {
 		return // nothing written
 	}
+	if len(resp.Responses) != 2 {
+		return // the final read reports what is wrong
+	}
 	var kvs [2]*pb.KeyValue
 	var balances [2]int
 	for i, r := range resp.Responses {
-		if i < 2 {
-			kvs[i] = r.GetGet().GetKv()
-		}
-	}
-	for i, kv := range kvs {
-		if kv == nil {
+		if kvs[i] = r.GetGet().GetKv(); kvs[i] == nil {
 			return // the final read reports a missing account
 		}
-		balances[i], _ = strconv.Atoi(string(kv.Value))
+		balances[i], _ = strconv.Atoi(string(kvs[i].Value))
 	}
 	if balances[0] < amount {
 		return
@@ -191,15 +197,14 @@ func (c *bankClient) transfer(ctx context.Context, kv pb.KVClient, from, to, amo
 		Compare: []*pb.Compare{same(kvs[0]), same(kvs[1])},
 		Success: []*pb.RequestOp{put(from, balances[0]-amount), put(to, balances[1]+amount)},
 	})
-	c.w.countOutcome(classify(err))
+	o := classify(err)
+	c.w.countOutcome(o)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
-	case err == nil && resp.Succeeded:
+	case o == outOK && resp.Succeeded:
 		b.transfers++
-	case err == nil:
-		b.conflicts++
-	case classify(err) == outUnknown:
+	case o == outUnknown:
 		b.unknown++
 	}
 }
@@ -208,25 +213,15 @@ func (c *bankClient) transfer(ctx context.Context, kv pb.KVClient, from, to, amo
 // until a read succeeds or ctx ends, and returns the violations found over
 // the whole run.
 func (b *bankState) finalCheck(ctx context.Context, c *faultcluster.Cluster, nodes []uint64) []string {
-	var last error
-	read := false
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		nodeID := nodes[attempt%len(nodes)]
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := b.readAll(rctx, c.KV(nodeID), nodeID)
-		cancel()
-		if err == nil {
-			read = true
-			break
-		}
-		last = err
-		sleep(ctx, 50*time.Millisecond)
-	}
+	err := throughAnyNode(ctx, nodes, func(ctx context.Context, nodeID uint64) error {
+		_, err := b.readAll(ctx, c.KV(nodeID), nodeID)
+		return err
+	})
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	v := append([]string(nil), b.violations...)
-	if !read {
-		v = append(v, fmt.Sprintf("bank: no read of every balance succeeded after the heal: %v (last error: %v)", ctx.Err(), last))
+	if err != nil {
+		v = append(v, fmt.Sprintf("bank: no read of every balance succeeded after the heal: %v", err))
 	}
 	return v
 }
