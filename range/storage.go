@@ -426,7 +426,8 @@ func getRaw(r pebble.Reader, key []byte) ([]byte, error) {
 // storedMessage is a message this package stores: every raftrixpb message
 // has the generated fast methods (proto/raftrixpb/codec.go says why).
 type storedMessage interface {
-	MarshalVT() ([]byte, error)
+	SizeVT() int
+	MarshalToSizedBufferVT([]byte) (int, error)
 	UnmarshalVT([]byte) error
 }
 
@@ -447,12 +448,18 @@ func getProto(r pebble.Reader, key []byte, m storedMessage) (bool, error) {
 	return true, nil
 }
 
+// putProto sets key to m's encoding, encoded in place in the batch's own
+// buffer: a record marshalled on its own and then copied into the batch was
+// 5% of the nodes' allocated bytes under 4-range transactions.
 func putProto(b *pebble.Batch, key []byte, m storedMessage) error {
-	data, err := m.MarshalVT()
-	if err != nil {
+	op := b.SetDeferred(len(key), m.SizeVT())
+	copy(op.Key, key)
+	if _, err := m.MarshalToSizedBufferVT(op.Value); err != nil {
+		// Unreachable for a message that sized itself; the batch now holds
+		// a half-written value, and the caller's error discards the batch.
 		return err
 	}
-	return b.Set(key, data, nil)
+	return op.Finish()
 }
 
 // WriteUninitializedState writes the state of a replica that is about to

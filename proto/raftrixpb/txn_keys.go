@@ -12,7 +12,11 @@ import (
 // TxnKeys returns the distinct keys that compares and operations touch,
 // sorted.
 func TxnKeys(compares []*Compare, branches ...[]*RequestOp) [][]byte {
-	var keys [][]byte
+	n := len(compares)
+	for _, ops := range branches {
+		n += len(ops)
+	}
+	keys := make([][]byte, 0, n)
 	for _, c := range compares {
 		keys = append(keys, c.Key)
 	}
