@@ -13,6 +13,10 @@
 #   txn-1range  raftrix bench txn --keys-per-txn 4 --ranges-per-txn 1
 #   txn-4range  raftrix bench txn --keys-per-txn 4 --ranges-per-txn 4
 #
+# and, only when --only names it:
+#
+#   bank        raftrix bench bank --accounts 10000   two-account transfers
+#
 # alternating the two stores run by run (RaftrixDB first for one workload,
 # etcd first for the next), so that drift of this shared machine hits both.
 # Every run also measures CPU (bench --cpu-pids): the user+system CPU time
@@ -33,7 +37,8 @@
 #                    often, so 256 clients should see about half the ~7%
 #                    conflicts of 50000 keys; each txn run reloads its keys,
 #                    16 per transaction, which takes about twice as long)
-#   --only "W ..."   run only these workloads (names above)
+#   --only "W ..."   run only these workloads (names above; bank runs only
+#                    when named here)
 #   --rounds N       run the whole list N times (default 1); the summary
 #                    shows the mean of the N runs of each cell
 #   --out DIR        results directory (default /tmp/raftrix-bench-<time>)
@@ -206,6 +211,7 @@ WORKLOADS=(
 	"ycsb-A|ycsb --workload A --keys $KEYS|user"
 	"txn-1range|txn --keys-per-txn 4 --ranges-per-txn 1 --ranges $RANGES --keys $TXN_KEYS|txn"
 	"txn-4range|txn --keys-per-txn 4 --ranges-per-txn 4 --ranges $RANGES --keys $TXN_KEYS|txn"
+	"bank|bank --accounts 10000|bank|opt-in"
 )
 STORES=(raftrix)
 [ -n "$ETCD_BIN" ] && STORES+=(etcd)
@@ -243,8 +249,9 @@ run() { # run STORE NAME CLIENTS ARGS... (KEYSPACE: the workload's keys)
 n=0
 for ROUND in $(seq 1 "$ROUNDS"); do
 	for w in "${WORKLOADS[@]}"; do
-		IFS='|' read -r name args KEYSPACE <<<"$w"
+		IFS='|' read -r name args KEYSPACE optin <<<"$w"
 		if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $name "* ]]; then continue; fi
+		if [ -z "$ONLY" ] && [ -n "$optin" ]; then continue; fi
 		# Alternate which store goes first, workload by workload.
 		order=("${STORES[@]}")
 		if [ ${#STORES[@]} = 2 ] && [ $((n % 2)) = 1 ]; then order=(etcd raftrix); fi
