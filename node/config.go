@@ -74,7 +74,7 @@ type Config struct {
 	// replica.RecordCache).
 	RecordCacheBytes int64
 	// LogTruncateThreshold is the number of applied entries a replica keeps
-	// before truncating its log (default 1000).
+	// before truncating its log (default 128, replica.Config's).
 	LogTruncateThreshold uint64
 
 	// JoinAddr is the address of a node of the cluster this node joined

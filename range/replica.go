@@ -42,7 +42,9 @@ type Config struct {
 	ElectionTicks  int
 	HeartbeatTicks int
 	// LogTruncateThreshold is the number of applied log entries kept before
-	// the log is truncated (default 1000).
+	// the log is truncated (default 128: truncated that often, most entries
+	// are deleted before the memtable holding them is flushed; see
+	// stageTruncation).
 	LogTruncateThreshold uint64
 	// MaxSizePerMsg bounds the entries sent in one append (default 1 MiB).
 	MaxSizePerMsg uint64
@@ -64,7 +66,7 @@ func (c *Config) setDefaults() {
 		c.HeartbeatTicks = 1
 	}
 	if c.LogTruncateThreshold == 0 {
-		c.LogTruncateThreshold = 1000
+		c.LogTruncateThreshold = 128
 	}
 	if c.MaxSizePerMsg == 0 {
 		c.MaxSizePerMsg = 1 << 20

@@ -6,6 +6,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -96,6 +97,11 @@ func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, erro
 		return nil, err
 	}
 	s.applied, s.desc, s.splits = applied, sm.desc, sm.splits
+	if !s.removed {
+		if err := r.stageTruncation(b, applied.Index); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -128,9 +134,6 @@ func (s *StagedApply) Finish() (bool, error) {
 		r.notifyAppliedLocked(s.applied.Index)
 		r.mu.Unlock()
 	}
-	if err := r.maybeTruncate(); err != nil {
-		return false, err
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
@@ -157,39 +160,56 @@ func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
 	return s.Finish()
 }
 
-// maybeTruncate deletes applied log entries once more than the threshold
-// have accumulated, keeping half of the threshold so that a briefly slow
-// follower catches up from the log rather than by snapshot.
-func (r *Replica) maybeTruncate() error {
+// stageTruncation deletes applied log entries in b, the apply batch, once
+// more than the threshold have accumulated, keeping half of the threshold
+// so that a briefly slow follower catches up from the log rather than by
+// snapshot; a leader also keeps what a follower it is replicating to, and
+// has heard from within an election timeout, still lacks, up to
+// maxLogForFollowers entries (a follower cut off for longer gets a snapshot,
+// as before). In the apply batch the
+// truncation costs no commit of its own, so the log can be truncated often
+// enough that most entries die in the memtable with their deletion, before
+// a flush writes them to the engine's tables.
+//
+// The replica's log is marked truncated before b is committed: from then
+// on raft asks no more for those entries (it would send a snapshot), so it
+// never reads the log while the commit deletes them. Entry reads happen
+// under mu, which this holds.
+func (r *Replica) stageTruncation(b *pebble.Batch, applied uint64) error {
 	first, _ := r.storage.Bounds()
-	applied := r.storage.Applied().Index
 	threshold := r.cfg.LogTruncateThreshold
 	if applied < first || applied-first+1 <= threshold {
 		return nil
 	}
 	index := applied - threshold/2
-	b := r.cfg.DB.NewBatch()
-	defer b.Close()
-	// Hold mu so raft does not read the entries while they disappear. The
-	// batch is not synced: it follows the apply batch in the write-ahead log,
-	// so no crash can keep it and lose the state it depends on.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// The node may have closed and destroyed the replica (removed from its
-	// range) while this round applied its entries: its log is gone, and
-	// truncating would fail on the missing entries (nemesis: "requested
-	// index is unavailable due to compaction"). Close takes mu, so a replica
-	// open here stays so until the truncation is committed.
 	if r.mu.closed {
 		return nil
+	}
+	if r.mu.rn.BasicStatus().RaftState == raft.StateLeader {
+		floor := uint64(0)
+		if applied > maxLogForFollowers {
+			floor = applied - maxLogForFollowers
+		}
+		r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id != r.replicaID && pr.RecentActive && pr.State == tracker.StateReplicate && pr.Match < index {
+				index = max(pr.Match, floor)
+			}
+		})
+		if index < first {
+			return nil
+		}
 	}
 	t, err := r.storage.truncateTo(b, index)
 	if err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return err
-	}
 	r.storage.markTruncated(t)
 	return nil
 }
+
+// maxLogForFollowers bounds how far behind the applied index a leader keeps
+// its log for a follower that is behind: one further back is sent a
+// snapshot.
+const maxLogForFollowers = 1000

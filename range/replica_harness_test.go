@@ -30,7 +30,9 @@ type testGroup struct {
 	// ReadIndex call it once their request is inside Raft.
 	notified chan struct{}
 	// cut holds replicas whose messages, in and out, are dropped.
-	cut     map[uint64]bool
+	cut map[uint64]bool
+	// drop, if set, drops the messages it returns true for.
+	drop    func(m raftpb.Message) bool
 	queue   []raftpb.Message
 	dropped int
 	snaps   []deliveredSnapshot
@@ -159,7 +161,7 @@ func (g *testGroup) deliver() {
 	msgs := g.queue
 	g.queue = nil
 	for _, m := range msgs {
-		if g.cut[m.From] || g.cut[m.To] {
+		if g.cut[m.From] || g.cut[m.To] || (g.drop != nil && g.drop(m)) {
 			g.dropped++
 			continue
 		}

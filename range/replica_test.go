@@ -444,8 +444,13 @@ func TestTruncateAfterDestroyIsANoOp(t *testing.T) {
 	r.storage.mu.Lock()
 	r.storage.mu.cache.dropTo(r.storage.mu.lastIndex)
 	r.storage.mu.Unlock()
-	if err := r.maybeTruncate(); err != nil {
+	tb := g.dbs[1].NewBatch()
+	defer tb.Close()
+	if err := r.stageTruncation(tb, r.storage.Applied().Index); err != nil {
 		t.Fatalf("truncating a destroyed replica's log: %v", err)
+	}
+	if !tb.Empty() {
+		t.Fatal("truncating a destroyed replica's log wrote to the batch")
 	}
 }
 

@@ -1,0 +1,64 @@
+package replica
+
+import (
+	"fmt"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// TestLeaderKeepsLogForActiveFollower: the log is truncated in the apply
+// batch once it outgrows the threshold, on followers freely, but a leader
+// keeps the entries that a follower it is still replicating to (one that
+// answers heartbeats) lacks, so that the follower catches up from the log
+// and is sent no snapshot.
+func TestLeaderKeepsLogForActiveFollower(t *testing.T) {
+	g := newTestGroup(t, Config{LogTruncateThreshold: 10}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	g.mustPut(1, "k", "v", 0)
+	g.checkConverged(1, 2, 3)
+	behind := g.reps[3].Status()
+
+	// Replica 3 answers heartbeats but receives no appends.
+	g.drop = func(m raftpb.Message) bool { return m.To == 3 && m.Type == raftpb.MsgApp }
+	for i := 0; i < 40; i++ {
+		g.mustPut(1, fmt.Sprintf("k%02d", i), "v", 0)
+	}
+	if g.dropped == 0 {
+		t.Fatal("no append to replica 3 was dropped")
+	}
+	g.checkConverged(1, 2)
+	lead, follower := g.reps[1].Status(), g.reps[2].Status()
+	if st := g.reps[3].Status(); st.LastIndex != behind.LastIndex {
+		t.Fatalf("replica 3 received appends: last index %d, was %d", st.LastIndex, behind.LastIndex)
+	}
+	if lead.Applied-lead.FirstIndex+1 <= 10 {
+		t.Fatalf("leader's log holds %d entries, no more than the threshold: nothing was kept back", lead.Applied-lead.FirstIndex+1)
+	}
+	if _, err := g.reps[1].storage.Entries(behind.LastIndex+1, lead.LastIndex+1, 1<<20); err != nil {
+		t.Fatalf("leader dropped entries replica 3 still lacks (first index %d, replica 3 at %d): %v", lead.FirstIndex, behind.LastIndex, err)
+	}
+	if follower.FirstIndex <= behind.LastIndex+1 {
+		t.Fatalf("follower 2 kept its log back (first index %d); only a leader keeps entries for others", follower.FirstIndex)
+	}
+
+	g.drop = nil
+	// The next heartbeat's answer shows the leader how far behind replica
+	// 3 is; it then sends what 3 lacks.
+	for i := 0; i < 3 && g.reps[3].Status().Applied < lead.Applied; i++ {
+		g.queue = append(g.queue, g.reps[1].Tick()...)
+		g.pump()
+	}
+	g.checkConverged(1, 2, 3)
+	if len(g.snaps) != 0 {
+		t.Fatalf("replica 3 was sent a snapshot instead of the log: %+v", g.snaps)
+	}
+	if lead := g.reps[1].Status(); lead.Applied-lead.FirstIndex+1 > 10 {
+		// Truncation happens when entries apply: one more write lets the
+		// leader drop what replica 3 now has.
+		g.mustPut(1, "after", "v", 0)
+		if lead := g.reps[1].Status(); lead.Applied-lead.FirstIndex+1 > 10 {
+			t.Fatalf("leader's log still holds %d entries after replica 3 caught up", lead.Applied-lead.FirstIndex+1)
+		}
+	}
+}
