@@ -98,7 +98,7 @@ func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, erro
 	}
 	s.applied, s.desc, s.splits = applied, sm.desc, sm.splits
 	if !s.removed {
-		if err := r.stageTruncation(b, applied.Index); err != nil {
+		if err := r.stageTruncation(b, prev.Index); err != nil {
 			return nil, err
 		}
 	}
@@ -166,10 +166,17 @@ func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
 // snapshot; a leader also keeps what a follower it is replicating to, and
 // has heard from within an election timeout, still lacks, up to
 // maxLogForFollowers entries (a follower cut off for longer gets a snapshot,
-// as before). In the apply batch the
-// truncation costs no commit of its own, so the log can be truncated often
-// enough that most entries die in the memtable with their deletion, before
-// a flush writes them to the engine's tables.
+// as before). In the apply batch the truncation costs no commit of its own,
+// so the log can be truncated often enough that most entries die in the
+// memtable with their deletion, before a flush writes them to the engine's
+// tables.
+//
+// applied is the index applied before this Ready, which raft has seen
+// applied: the entries this Ready applies are not truncated with it, for
+// until the Ready is advanced raft may still read them (a campaign scans
+// the entries it has not seen applied for configuration changes, and
+// panics if they are gone: found by make test-kill, where a restarted
+// follower applied 93 entries in one Ready; TestTruncationSparesEntriesBeingApplied).
 //
 // The replica's log is marked truncated before b is committed: from then
 // on raft asks no more for those entries (it would send a snapshot), so it

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -60,5 +61,86 @@ func TestLeaderKeepsLogForActiveFollower(t *testing.T) {
 		if lead := g.reps[1].Status(); lead.Applied-lead.FirstIndex+1 > 10 {
 			t.Fatalf("leader's log still holds %d entries after replica 3 caught up", lead.Applied-lead.FirstIndex+1)
 		}
+	}
+}
+
+// TestTruncationSparesEntriesBeingApplied: a follower that learns of many
+// committed entries at once applies them in one Ready. Until that Ready is
+// advanced raft still counts them unapplied, and a campaign in between
+// scans them for configuration changes; truncating them with the apply
+// batch made raft panic ("error scanning unapplied entries"; make
+// test-kill, a restarted node). The truncation stops at what was applied
+// before the Ready.
+func TestTruncationSparesEntriesBeingApplied(t *testing.T) {
+	g := newTestGroup(t, Config{LogTruncateThreshold: 10}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	g.mustPut(1, "k", "v", 0)
+	g.checkConverged(1, 2, 3)
+
+	// Replica 3 receives no appends while 30 writes commit on 1 and 2; it
+	// answers heartbeats, so the leader keeps the log for it.
+	g.drop = func(m raftpb.Message) bool { return m.To == 3 && m.Type == raftpb.MsgApp }
+	for i := 0; i < 30; i++ {
+		g.mustPut(1, fmt.Sprintf("k%02d", i), "v", 0)
+	}
+	g.drop = nil
+	lead := g.reps[1].Status()
+	ents, err := g.reps[1].storage.Entries(g.reps[3].Status().LastIndex+1, lead.LastIndex+1, 1<<30)
+	if err != nil {
+		t.Fatalf("leader no longer holds the entries replica 3 lacks: %v", err)
+	}
+	// Hand replica 3 every entry and the commit index in one append, as a
+	// leader catching a follower up does.
+	r := g.reps[3]
+	prevIndex := ents[0].Index - 1
+	prevTerm, err := g.reps[1].storage.Term(prevIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Step(raftpb.Message{
+		Type: raftpb.MsgApp, From: 1, To: 3, Term: lead.Term,
+		Index: prevIndex, LogTerm: prevTerm, Entries: ents, Commit: lead.Commit,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rd, ok := r.Ready()
+	if !ok || len(rd.CommittedEntries) <= 10 {
+		t.Fatalf("replica 3's Ready applies %d entries, want more than the threshold", len(rd.CommittedEntries))
+	}
+	pb := g.dbs[3].NewBatch()
+	defer pb.Close()
+	if _, err := r.PersistReady(pb, rd); err != nil {
+		t.Fatal(err)
+	}
+	if err := pb.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	r.MarkPersisted(rd)
+	ab := g.dbs[3].NewIndexedBatch()
+	defer ab.Close()
+	staged, err := r.StageApply(ab, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ab.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	// A campaign before the Ready is advanced (a MsgTimeoutNow from a
+	// leader transferring its lead, say) must find the entries.
+	func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("campaign while the Ready applies: raft panicked: %v", p)
+			}
+		}()
+		err = r.mu.rn.Campaign()
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := staged.Finish(); err != nil {
+		t.Fatal(err)
 	}
 }
