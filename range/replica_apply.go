@@ -191,6 +191,10 @@ func (r *Replica) stageTruncation(b *pebble.Batch, applied uint64) error {
 	index := applied - threshold/2
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// A closed replica (its node is stopping) truncates nothing more. One
+	// the node destroys is still open here: the node waits out this
+	// scheduler round (waitIdle) before destroying it, so the batch
+	// commits before its data goes.
 	if r.mu.closed {
 		return nil
 	}
