@@ -8,7 +8,7 @@ import (
 
 // registerStateCollectors registers the collectors that read the node's
 // state when scraped: gauges over the replica registry (besides
-// raftrix_ranges_ticking) and the engine's metrics. The engine must be
+// raftrix_ranges_ticking), the record cache and the engine's metrics. The engine must be
 // open; Stop detaches it before closing it (metrics_engine.go).
 func (n *Node) registerStateCollectors() error {
 	n.metrics.engine = &engineCollector{db: n.db}
@@ -39,6 +39,20 @@ func (n *Node) registerStateCollectors() error {
 			}
 			return total
 		}),
+		// The record cache (range/record_cache.go): a miss on a write
+		// costs a Pebble point read in the apply loop.
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "raftrix_record_cache_hits_total",
+			Help: "Lookups of a user key's record (apply and linearizable reads) that the record cache answered.",
+		}, func() float64 { return float64(n.records.Stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "raftrix_record_cache_misses_total",
+			Help: "Lookups of a user key's record that the record cache could not answer (read from the engine instead).",
+		}, func() float64 { return float64(n.records.Stats().Misses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftrix_record_cache_bytes",
+			Help: "Approximate bytes of the records the record cache holds (bounded by --record-cache-size).",
+		}, func() float64 { return float64(n.records.Stats().Bytes) }),
 		n.metrics.engine,
 	}
 	for _, c := range cs {

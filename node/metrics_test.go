@@ -38,6 +38,8 @@ var operatorMetrics = []struct {
 	{"raftrix_txn_intents_resolved_total", true},
 	{"raftrix_txn_phase_seconds", true},
 	{"raftrix_engine_wal_written_bytes_total", true},
+	{"raftrix_record_cache_hits_total", true},   // the gets of keys just put
+	{"raftrix_record_cache_misses_total", true}, // the first put of each key
 	// Gauges, checked below, and engine metrics a small load need not move.
 	{"raftrix_ranges", false},
 	{"raftrix_replicas", false},
@@ -51,6 +53,7 @@ var operatorMetrics = []struct {
 	{"raftrix_engine_disk_usage_bytes", false},
 	{"raftrix_engine_memtable_bytes", false},
 	{"raftrix_engine_wal_bytes", false},
+	{"raftrix_record_cache_bytes", false},
 	// Existing ones the load also moves.
 	{"raftrix_snapshots_sent_total", true},
 	{"raftrix_snapshots_received_total", true},

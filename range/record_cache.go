@@ -49,11 +49,21 @@ const recordCacheShards = 16
 const recordOverhead = 96
 
 type recordShard struct {
-	mu       sync.Mutex
-	budget   int64 // bytes the current map may hold before it rotates
-	curBytes int64
-	cur      map[string]*pb.ValueRecord
-	prev     map[string]*pb.ValueRecord
+	mu        sync.Mutex
+	budget    int64 // bytes the current map may hold before it rotates
+	curBytes  int64
+	prevBytes int64
+	cur       map[string]*pb.ValueRecord
+	prev      map[string]*pb.ValueRecord
+	// hits and misses count Get calls, for RecordCacheStats.
+	hits, misses uint64
+}
+
+// RecordCacheStats is what the cache reports to the node's metrics.
+type RecordCacheStats struct {
+	Hits, Misses uint64 // Get calls that found the key or did not, ever
+	Entries      int    // keys held now
+	Bytes        int64  // their approximate size (see recordSize)
 }
 
 // NewRecordCache returns a cache holding about maxBytes of records; 0 or
@@ -86,13 +96,17 @@ func (c *RecordCache) Get(key []byte) (rec *pb.ValueRecord, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if rec, ok = s.cur[string(key)]; ok {
+		s.hits++
 		return rec, true
 	}
 	if rec, ok = s.prev[string(key)]; ok {
-		delete(s.prev, string(key))
+		s.hits++
+		s.removePrevLocked(string(key))
 		s.addLocked(string(key), rec)
+		return rec, true
 	}
-	return rec, ok
+	s.misses++
+	return nil, false
 }
 
 // Put records key's record as the state machine wrote or read it; nil means
@@ -104,8 +118,26 @@ func (c *RecordCache) Put(key []byte, rec *pb.ValueRecord) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.prev, string(key))
+	s.removePrevLocked(string(key))
 	s.addLocked(string(key), rec)
+}
+
+// Stats sums the shards' counters and sizes.
+func (c *RecordCache) Stats() RecordCacheStats {
+	var st RecordCacheStats
+	if c == nil {
+		return st
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		st.Hits += s.hits
+		st.Misses += s.misses
+		st.Entries += len(s.cur) + len(s.prev)
+		st.Bytes += s.curBytes + s.prevBytes
+		s.mu.Unlock()
+	}
+	return st
 }
 
 // Clear forgets everything.
@@ -118,7 +150,7 @@ func (c *RecordCache) Clear() {
 		s.mu.Lock()
 		s.cur = make(map[string]*pb.ValueRecord)
 		s.prev = nil
-		s.curBytes = 0
+		s.curBytes, s.prevBytes = 0, 0
 		s.mu.Unlock()
 	}
 }
@@ -130,9 +162,16 @@ func (s *recordShard) addLocked(key string, rec *pb.ValueRecord) {
 	s.cur[key] = rec
 	s.curBytes += recordSize(key, rec)
 	if s.curBytes > s.budget {
-		s.prev = s.cur
+		s.prev, s.prevBytes = s.cur, s.curBytes
 		s.cur = make(map[string]*pb.ValueRecord, len(s.prev))
 		s.curBytes = 0
+	}
+}
+
+func (s *recordShard) removePrevLocked(key string) {
+	if old, ok := s.prev[key]; ok {
+		s.prevBytes -= recordSize(key, old)
+		delete(s.prev, key)
 	}
 }
 

@@ -99,6 +99,37 @@ func TestRecordCacheStaysWithinBudget(t *testing.T) {
 	if bytes < budget/4 {
 		t.Fatalf("cache holds only %d bytes of a %d budget", bytes, budget)
 	}
+	if st := c.Stats(); st.Bytes != bytes || st.Hits != 10000 || st.Misses != 0 {
+		t.Fatalf("Stats() = %+v; want %d bytes, 10000 hits, no misses", st, bytes)
+	}
+}
+
+func TestRecordCacheStats(t *testing.T) {
+	if st := (*RecordCache)(nil).Stats(); st != (RecordCacheStats{}) {
+		t.Fatalf("a nil cache's stats: %+v", st)
+	}
+	c := NewRecordCache(1 << 20)
+	rec := &pb.ValueRecord{Value: []byte("value"), ModRevision: 1}
+	c.Get([]byte("a")) // a miss
+	c.Put([]byte("a"), rec)
+	c.Put([]byte("b"), nil)
+	c.Get([]byte("a")) // hits, the second of a known absent key
+	c.Get([]byte("b"))
+	c.Get([]byte("c")) // a miss
+	want := RecordCacheStats{Hits: 2, Misses: 2, Entries: 2, Bytes: recordSize("a", rec) + recordSize("b", nil)}
+	if st := c.Stats(); st != want {
+		t.Fatalf("Stats() = %+v, want %+v", st, want)
+	}
+	c.Put([]byte("a"), nil) // replacing a record changes the size, not the count
+	want.Bytes = 2 * recordSize("a", nil)
+	if st := c.Stats(); st != want {
+		t.Fatalf("after replacing a: Stats() = %+v, want %+v", st, want)
+	}
+	c.Clear()
+	want.Entries, want.Bytes = 0, 0
+	if st := c.Stats(); st != want {
+		t.Fatalf("after Clear: Stats() = %+v, want %+v (the counters are kept)", st, want)
+	}
 }
 
 // TestRecordCacheMatchesEngine applies random puts, deletes, one-range

@@ -8,13 +8,15 @@
 #   2. ycsb-A and the 1-range and 4-range transactions for 5 s each (their
 #      loads fill the engine with their own 100,000 keys each);
 #   3. "aged": kv-write again.
-# For both kv-write runs it prints the bench tool's CPU line (CPU µs/op),
-# and saves node 1's CPU profile (inside the run, 5 s shorter) and every node's
-# storage engine report (/debug/pebble: bytes flushed and compacted per
-# level) before and after the run, as OUT/<fresh|aged>-*.
+# For both kv-write runs it prints the bench tool's CPU line (CPU µs/op) and
+# node 1's record cache hit rate, and saves node 1's CPU profile (inside the
+# run, 5 s shorter) and every node's storage engine report (/debug/pebble:
+# bytes flushed and compacted per level) and /metrics before and after the
+# run, as OUT/<fresh|aged>-*.
 #
 # Usage: scripts/puts_aged.sh [--out DIR] [--duration SECONDS]
-# Environment: BIN (a raftrix binary; default: build this tree),
+# Environment: BIN (a raftrix binary; default: build this tree), START
+# (extra flags for every node's `raftrix start`, e.g. "--record-cache-size 268435456"),
 # RAFTRIX_PORT (first node's gRPC port, default 31001; HTTP ports +1000).
 set -euo pipefail
 
@@ -46,14 +48,26 @@ if [ -z "${BIN:-}" ]; then
 	BIN=$WORK/raftrix
 fi
 cluster_addrs "${RAFTRIX_PORT:-31001}"
-cluster_start "$BIN" "$WORK" 64 "$OUT/n"
+# shellcheck disable=SC2086 # START is a list of flags
+cluster_start "$BIN" "$WORK" 64 "$OUT/n" ${START:-}
 cluster_wait "$BIN" 64
 CPU_PIDS=$(IFS=,; echo "${pids[*]}")
 
 engine_reports() { # file-prefix
 	for i in 1 2 3; do
 		curl -sf -o "$OUT/$1-n$i.pebble.txt" "http://$(cluster_http $i)/debug/pebble"
+		curl -sf -o "$OUT/$1-n$i.metrics.txt" "http://$(cluster_http $i)/metrics"
 	done
+}
+
+# record_cache_hit_rate LABEL: node 1's record cache hits per lookup
+# during the run (its load included).
+record_cache_hit_rate() {
+	awk '/^raftrix_record_cache_(hits|misses)_total/ {
+		v = (FILENAME ~ /after/) ? $2 : -$2
+		if ($1 ~ /hits/) h += v; else m += v
+	} END { if (h + m > 0) printf "%.1f%% hits of %d lookups\n", 100 * h / (h + m), h + m }' \
+		"$OUT/$1-before-n1.metrics.txt" "$OUT/$1-after-n1.metrics.txt"
 }
 
 puts() { # label
@@ -70,6 +84,7 @@ puts() { # label
 	wait $bench
 	engine_reports "$1-after"
 	echo "$1: $(grep 'per op' "$OUT/$1.txt")"
+	echo "$1: node 1 record cache: $(record_cache_hit_rate "$1")"
 }
 
 puts fresh
