@@ -15,6 +15,21 @@ import (
 	"github.com/raftrix/raftrixdb/internal/hlc"
 	"github.com/raftrix/raftrixdb/internal/tlsutil"
 )
+// Default sizes of a node's two caches; `raftrix start` uses them too.
+const (
+	DefaultCacheBytes = 256 << 20
+	// DefaultRecordCacheBytes holds about 680,000 records of 16-byte keys
+	// and 256-byte values (at about 370 bytes each, recordSize), half of
+	// them in the cache's current generation. At 64 MiB the bench suite's
+	// keys (100,000 of kv and ycsb, 100,000 of the transactions) did not
+	// fit, and every put whose key had been evicted read it back from
+	// Pebble in the apply loop: on an engine holding both workloads' keys,
+	// 256 MiB gave 0.84x the CPU per put (scripts/puts_aged.sh,
+	// BENCHMARKS.md). etcd keeps every key's revisions in memory; this
+	// bounds what a node may spend.
+	DefaultRecordCacheBytes = 256 << 20
+)
+
 
 // Config configures a node. NodeID, DataDir (or FS) and ListenAddr (or
 // Listener) are required; everything else has a default.
@@ -65,13 +80,13 @@ type Config struct {
 	// CPUs one worker gave 1.25x the puts/s of eight at 0.84x the CPU per
 	// put (BENCHMARKS.md).
 	Workers int
-	// CacheBytes is the size of the engine's block cache (default 256 MiB;
-	// Pebble allocates it as blocks are read).
+	// CacheBytes is the size of the engine's block cache (default
+	// DefaultCacheBytes; Pebble allocates it as blocks are read).
 	CacheBytes int64
 	// RecordCacheBytes bounds the record cache, the values of recently
 	// written and read keys kept in memory so that applying a write does not
-	// read the key back from the engine (default 64 MiB; see
-	// replica.RecordCache).
+	// read the key back from the engine (default DefaultRecordCacheBytes;
+	// see replica.RecordCache).
 	RecordCacheBytes int64
 	// LogTruncateThreshold is the number of applied entries a replica keeps
 	// before truncating its log (default 128, replica.Config's).
@@ -187,10 +202,10 @@ func (c *Config) setDefaults() error {
 		c.Workers = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if c.CacheBytes == 0 {
-		c.CacheBytes = 256 << 20
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if c.RecordCacheBytes == 0 {
-		c.RecordCacheBytes = 64 << 20
+		c.RecordCacheBytes = DefaultRecordCacheBytes
 	}
 	if c.InitialRanges == 0 {
 		c.InitialRanges = 1
