@@ -34,7 +34,7 @@ func (n *Node) processRanges(batch []scheduledRange) {
 	// space), and Pebble inserts a batch into its memtable starting from
 	// where the previous key went.
 	slices.SortFunc(batch, func(a, b scheduledRange) int { return cmp.Compare(a.rangeID, b.rangeID) })
-	var ps []pending
+	ps := make([]pending, 0, len(batch))
 	mustSync := false
 	b := n.db.NewBatch()
 	defer b.Close()
@@ -102,7 +102,7 @@ func (n *Node) processRanges(batch []scheduledRange) {
 			n.trans.sendMessages(p.r, p.rd.Messages)
 		}
 		var err error
-		if staged[i], err = p.r.StageApply(ab, p.rd); err != nil {
+		if staged[i], err = p.r.StageApply(ab, &ps[i].rd); err != nil {
 			n.fatal(fmt.Errorf("range %d: apply: %w", p.r.RangeID(), err))
 		}
 	}

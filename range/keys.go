@@ -58,13 +58,23 @@ func TombstoneKey(rangeID uint64) []byte { return rangeLocalKey(rangeID, suffixT
 
 // LogKey is the engine key of the Raft log entry at index.
 func LogKey(rangeID, index uint64) []byte {
-	k := rangeLocalKey(rangeID, suffixLog)
-	return binary.BigEndian.AppendUint64(k, index)
+	return appendLogKey(make([]byte, 0, logKeyLen), rangeID, index)
+}
+
+// logKeyLen is the length of every LogKey.
+const logKeyLen = 1 + 8 + 1 + 8
+
+// appendLogKey appends LogKey(rangeID, index) to dst.
+func appendLogKey(dst []byte, rangeID, index uint64) []byte {
+	dst = append(dst, prefixRangeLocal)
+	dst = binary.BigEndian.AppendUint64(dst, rangeID)
+	dst = append(dst, suffixLog)
+	return binary.BigEndian.AppendUint64(dst, index)
 }
 
 // logIndexFromKey decodes the index of a key made by LogKey.
 func logIndexFromKey(k []byte) (uint64, error) {
-	if len(k) != 18 || k[0] != prefixRangeLocal || k[9] != suffixLog {
+	if len(k) != logKeyLen || k[0] != prefixRangeLocal || k[9] != suffixLog {
 		return 0, fmt.Errorf("not a log key: %x", k)
 	}
 	return binary.BigEndian.Uint64(k[10:]), nil

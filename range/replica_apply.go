@@ -15,7 +15,7 @@ import (
 // Readies of many replicas in one engine batch, committed once:
 //
 //	b := db.NewIndexedBatch()
-//	staged, _ := r.StageApply(b, rd)   // for each replica
+//	staged, _ := r.StageApply(b, &rd)  // for each replica
 //	b.Commit(pebble.NoSync)
 //	more, _ := staged.Finish()         // for each replica
 //
@@ -29,7 +29,7 @@ import (
 // batch that is not committed yet.
 type StagedApply struct {
 	r       *Replica
-	rd      raft.Ready
+	rd      *raft.Ready // the caller's, kept until Finish
 	applied *pb.AppliedState // nil: the Ready commits no new entry
 	desc    *pb.RangeDescriptor
 	splits  []*pb.RangeDescriptor
@@ -44,8 +44,9 @@ type completedProposal struct {
 
 // StageApply writes the effects of rd's committed entries, and the new
 // applied state, into b, an indexed batch. After committing b the caller
-// must call Finish.
-func (r *Replica) StageApply(b *pebble.Batch, rd raft.Ready) (*StagedApply, error) {
+// must call Finish, and must not change rd before. rd is a pointer because
+// a Ready is 280 bytes, and a node stages one per range per round.
+func (r *Replica) StageApply(b *pebble.Batch, rd *raft.Ready) (*StagedApply, error) {
 	s := &StagedApply{r: r, rd: rd}
 	if len(rd.CommittedEntries) == 0 {
 		return s, nil
@@ -139,7 +140,7 @@ func (s *StagedApply) Finish() (bool, error) {
 	if r.mu.closed {
 		return false, nil
 	}
-	r.mu.rn.Advance(s.rd)
+	r.mu.rn.Advance(*s.rd)
 	return r.mu.rn.HasReady(), nil
 }
 
@@ -148,7 +149,7 @@ func (s *StagedApply) Finish() (bool, error) {
 func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
 	b := r.cfg.DB.NewIndexedBatch()
 	defer b.Close()
-	s, err := r.StageApply(b, rd)
+	s, err := r.StageApply(b, &rd)
 	if err != nil {
 		return false, err
 	}

@@ -295,12 +295,16 @@ func (s *Storage) appendEntries(b *pebble.Batch, ents []raftpb.Entry, afterSnaps
 	if len(ents) == 0 {
 		return nil
 	}
+	// Each entry is encoded in place in the batch's buffer, as putProto
+	// does, rather than marshalled into a slice of its own and copied.
 	for i := range ents {
-		data, err := ents[i].Marshal()
-		if err != nil {
-			return err
+		e := &ents[i]
+		op := b.SetDeferred(logKeyLen, e.Size())
+		appendLogKey(op.Key[:0], s.rangeID, e.Index)
+		if _, err := e.MarshalToSizedBuffer(op.Value); err != nil {
+			return err // unreachable for an entry that sized itself, as in putProto
 		}
-		if err := b.Set(LogKey(s.rangeID, ents[i].Index), data, nil); err != nil {
+		if err := op.Finish(); err != nil {
 			return err
 		}
 	}

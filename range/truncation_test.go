@@ -118,7 +118,7 @@ func TestTruncationSparesEntriesBeingApplied(t *testing.T) {
 	r.MarkPersisted(rd)
 	ab := g.dbs[3].NewIndexedBatch()
 	defer ab.Close()
-	staged, err := r.StageApply(ab, rd)
+	staged, err := r.StageApply(ab, &rd)
 	if err != nil {
 		t.Fatal(err)
 	}
