@@ -101,7 +101,8 @@ func (c *RecordCache) Get(key []byte) (rec *pb.ValueRecord, ok bool) {
 	}
 	if rec, ok = s.prev[string(key)]; ok {
 		s.hits++
-		s.removePrevLocked(string(key))
+		s.prevBytes -= recordSize(string(key), rec)
+		delete(s.prev, string(key))
 		s.addLocked(string(key), rec)
 		return rec, true
 	}
