@@ -156,13 +156,19 @@ func (c *Coordinator) Run(ctx context.Context, req *pb.TxnRequest) (*pb.TxnRespo
 }
 
 // split groups the transaction's keys, compares and operations by range.
+// It asks which range holds each key once: a compare or operation goes to
+// the participant of its key. (Asking again per compare and operation, as
+// it once did, could get an error, or a different range after a split, for
+// a key already placed: a nil participant, or one without keys, and a
+// panic; found by the nemesis.)
 func (c *Coordinator) split(ctx context.Context, req *pb.TxnRequest, keys [][]byte) ([]*participant, error) {
 	byRange := map[uint64]*participant{}
+	byKey := make(map[string]*participant, len(keys))
 	var order []*participant
-	get := func(key []byte) (*participant, error) {
-		id, err := c.cfg.Lookup.RangeFor(ctx, key)
+	for _, k := range keys {
+		id, err := c.cfg.Lookup.RangeFor(ctx, k)
 		if err != nil {
-			return nil, fmt.Errorf("range of key %q: %w", key, err)
+			return nil, fmt.Errorf("range of key %q: %w", k, err)
 		}
 		p, ok := byRange[id]
 		if !ok {
@@ -170,25 +176,20 @@ func (c *Coordinator) split(ctx context.Context, req *pb.TxnRequest, keys [][]by
 			byRange[id] = p
 			order = append(order, p)
 		}
-		return p, nil
-	}
-	for _, k := range keys {
-		p, err := get(k)
-		if err != nil {
-			return nil, err
-		}
 		p.keys = append(p.keys, k)
+		byKey[string(k)] = p
 	}
+	// keys holds every compare's and operation's key (pb.TxnKeys).
 	for _, cmp := range req.Compare {
-		p, _ := get(cmp.Key)
+		p := byKey[string(cmp.Key)]
 		p.prepare.Compare = append(p.prepare.Compare, cmp)
 	}
 	for i, op := range req.Success {
-		p, _ := get(pb.OpKey(op))
+		p := byKey[string(pb.OpKey(op))]
 		p.prepare.Success = append(p.prepare.Success, &pb.IndexedOp{Index: int32(i), Op: op})
 	}
 	for i, op := range req.Failure {
-		p, _ := get(pb.OpKey(op))
+		p := byKey[string(pb.OpKey(op))]
 		p.prepare.Failure = append(p.prepare.Failure, &pb.IndexedOp{Index: int32(i), Op: op})
 	}
 	return order, nil
