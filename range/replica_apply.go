@@ -29,7 +29,7 @@ import (
 // batch that is not committed yet.
 type StagedApply struct {
 	r       *Replica
-	rd      *raft.Ready // the caller's, kept until Finish
+	rd      *raft.Ready      // the caller's, kept until Finish
 	applied *pb.AppliedState // nil: the Ready commits no new entry
 	desc    *pb.RangeDescriptor
 	splits  []*pb.RangeDescriptor
