@@ -19,6 +19,8 @@
 #
 # alternating the two stores run by run (RaftrixDB first for one workload,
 # etcd first for the next), so that drift of this shared machine hits both.
+# Every RaftrixDB run also reports its nodes' mean group-commit sync (the
+# disk's pace, which the puts follow; from /metrics).
 # Every run also measures CPU (bench --cpu-pids): the user+system CPU time
 # of the store's three server processes and of the bench client over the
 # measured time, and their sum per completed operation (CPU µs/op).
@@ -224,6 +226,17 @@ RX_PIDS=$(IFS=,; echo "${PIDS[*]:0:3}")
 ET_PIDS=""
 [ -n "$ETCD_BIN" ] && ET_PIDS=$(IFS=,; echo "${PIDS[*]:3:3}")
 
+# raft_syncs prints the sum of seconds and the count of the RaftrixDB nodes'
+# group-commit syncs so far (raftrix_engine_raft_sync_seconds, all three
+# nodes). Their mean over a run is how long each node's Raft rounds waited
+# on the disk: under 256 clients the puts follow it (BENCHMARKS.md).
+raft_syncs() {
+	local i
+	for i in 1 2 3; do
+		curl -fs "http://127.0.0.1:$((RAFTRIX_PORT + i - 1 + 1000))/metrics" || true
+	done | awk '/^raftrix_engine_raft_sync_seconds_sum/ {s += $2} /^raftrix_engine_raft_sync_seconds_count/ {c += $2} END {printf "%.6f %d\n", s, c}'
+}
+
 run() { # run STORE NAME CLIENTS ARGS... (KEYSPACE: the workload's keys)
 	local store=$1 name=$2 clients=$3 eps pids load=true
 	shift 3
@@ -235,9 +248,17 @@ run() { # run STORE NAME CLIENTS ARGS... (KEYSPACE: the workload's keys)
 	local base="$OUT/$name-c$clients-$store-r$ROUND"
 	log "round $ROUND: $name, $clients clients, $store (load average $(cut -d' ' -f1 /proc/loadavg))"
 	echo "load average before: $(cat /proc/loadavg)" >"$base.log"
+	local syncs_before=""
+	[ "$store" = raftrix ] && syncs_before=$(raft_syncs)
 	if "$BIN" bench "$@" --driver "$store" --endpoints "$eps" --cpu-pids "$pids" --clients "$clients" \
 		--duration "$DURATION" --warmup "$WARMUP" --load=$load --label "$name" \
 		--json "$base.json" >"$base.txt" 2>>"$base.log"; then
+		if [ -n "$syncs_before" ]; then
+			# shellcheck disable=SC2086 # two numbers each
+			set -- $syncs_before $(raft_syncs)
+			[ "$4" -gt "$2" ] && awk -v s="$(($4 - $2))" -v t="$3" -v t0="$1" \
+				'BEGIN {printf "Raft syncs (3 nodes, load and warmup included): %d, mean %.3f ms\n", s, 1000 * (t - t0) / s}' >>"$base.txt"
+		fi
 		sed 's/^/   /' "$base.txt" >&2
 		LOADED[$store:$KEYSPACE]=1
 	else
