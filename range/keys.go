@@ -42,7 +42,14 @@ func rangeLocalPrefix(rangeID uint64) []byte {
 }
 
 func rangeLocalKey(rangeID uint64, suffix byte) []byte {
-	return append(rangeLocalPrefix(rangeID), suffix)
+	return appendRangeLocalKey(make([]byte, 0, 9+9), rangeID, suffix)
+}
+
+// appendRangeLocalKey appends rangeLocalKey(rangeID, suffix) to dst.
+func appendRangeLocalKey(dst []byte, rangeID uint64, suffix byte) []byte {
+	dst = append(dst, prefixRangeLocal)
+	dst = binary.BigEndian.AppendUint64(dst, rangeID)
+	return append(dst, suffix)
 }
 
 // HardStateKey, AppliedStateKey, TruncatedStateKey and DescriptorKey are the
@@ -66,10 +73,7 @@ const logKeyLen = 1 + 8 + 1 + 8
 
 // appendLogKey appends LogKey(rangeID, index) to dst.
 func appendLogKey(dst []byte, rangeID, index uint64) []byte {
-	dst = append(dst, prefixRangeLocal)
-	dst = binary.BigEndian.AppendUint64(dst, rangeID)
-	dst = append(dst, suffixLog)
-	return binary.BigEndian.AppendUint64(dst, index)
+	return binary.BigEndian.AppendUint64(appendRangeLocalKey(dst, rangeID, suffixLog), index)
 }
 
 // logIndexFromKey decodes the index of a key made by LogKey.

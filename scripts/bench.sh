@@ -254,10 +254,11 @@ run() { # run STORE NAME CLIENTS ARGS... (KEYSPACE: the workload's keys)
 		--duration "$DURATION" --warmup "$WARMUP" --load=$load --label "$name" \
 		--json "$base.json" >"$base.txt" 2>>"$base.log"; then
 		if [ -n "$syncs_before" ]; then
-			# shellcheck disable=SC2086 # two numbers each
-			set -- $syncs_before $(raft_syncs)
-			[ "$4" -gt "$2" ] && awk -v s="$(($4 - $2))" -v t="$3" -v t0="$1" \
-				'BEGIN {printf "Raft syncs (3 nodes, load and warmup included): %d, mean %.3f ms\n", s, 1000 * (t - t0) / s}' >>"$base.txt"
+			local secs0 n0 secs1 n1
+			read -r secs0 n0 <<<"$syncs_before"
+			read -r secs1 n1 <<<"$(raft_syncs)"
+			[ "$n1" -gt "$n0" ] && awk -v n="$((n1 - n0))" -v t0="$secs0" -v t1="$secs1" \
+				'BEGIN {printf "Raft syncs (3 nodes, load and warmup included): %d, mean %.3f ms\n", n, 1000 * (t1 - t0) / n}' >>"$base.txt"
 		fi
 		sed 's/^/   /' "$base.txt" >&2
 		LOADED[$store:$KEYSPACE]=1
