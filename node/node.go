@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/btree"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 
 	"github.com/raftrix/raftrixdb/internal/hlc"
@@ -38,6 +39,7 @@ type Node struct {
 	hlc     *hlc.HLC
 	metrics *metrics
 	sched   *scheduler
+	syncs   *syncWaiter // started and stopped with sched
 	trans   *transport
 	txn     *txn.Coordinator
 	// remote holds what placement said of ranges with no local replica,
@@ -193,6 +195,10 @@ func New(cfg Config) (*Node, error) {
 		n.learnPeers([]*pb.NodeAddress{{NodeId: n.id, Addr: lis.Addr().String()}})
 	}
 
+	n.syncs = newSyncWaiter(
+		func(r *replica.Replica, msgs []raftpb.Message) { n.trans.sendMessages(r, r.DeliverLocal(msgs)) },
+		func(d time.Duration) { n.metrics.syncSeconds.Observe(d.Seconds()) },
+		n.fatal)
 	n.sched.start()
 	go n.runTicker()
 	bgCtx, bgCancel := context.WithCancel(context.Background())
@@ -244,6 +250,7 @@ func (n *Node) Stop() {
 		n.items.Close()
 		n.trans.stop()
 		n.sched.stop()
+		n.syncs.stop() // before the engine closes: its batches are waiting on it
 		n.metrics.engine.detach()
 		if err := n.db.Close(); err != nil {
 			n.logger.Error("close engine", "error", err)

@@ -7,27 +7,32 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"go.etcd.io/raft/v3"
 
 	replica "github.com/raftrix/raftrixdb/range"
 )
 
 // processRanges is one scheduler round over a batch of ranges:
 //
-//  1. tick and collect the Ready of every range in the batch;
-//  2. write all their entries, hard states and snapshots in one batch with
-//     one sync (group commit across ranges); the sync is skipped when no
-//     range appends entries or changes its term or vote (what PersistReady reports);
-//  3. send their messages, apply all their committed entries in one more
-//     batch (not synced: the entries are durable in the log), advance.
+//  1. tick and collect the Ready of every range in the batch, sending its
+//     messages to other replicas at once;
+//  2. write all their appends (entries, hard states, snapshots) in one
+//     batch, made visible now and synced in the background (group commit
+//     across ranges), and hand the appends' responses to the sync waiter,
+//     which delivers them once the batch is durable (sync_waiter.go);
+//  3. apply all their committed entries in one more batch (not synced: the
+//     entries are durable in the log), and tell Raft they are applied.
 //
-// Messages of followers and candidates are sent only after the sync, so a
-// vote or an append acknowledgement never leaves the node before the state
-// it promises is durable; a leader's go out before it (see below).
+// The round does not wait for its sync: the next round can append more
+// entries while this one's reach the disk (Raft's asynchronous storage
+// writes, see range/ready.go). What must wait for durability waits:
+// a follower's acknowledgement of entries and its vote are delivered only
+// after the sync, and a leader counts its own log towards a commit only
+// once its own acknowledgement is delivered, so nothing is applied, and so
+// nothing acknowledged to a client, before it is durable on a quorum.
 func (n *Node) processRanges(batch []scheduledRange) {
 	type pending struct {
 		r  *replica.Replica
-		rd raft.Ready
+		rd replica.Ready
 	}
 	// In range order, each batch's keys come mostly in key order (a range's
 	// log and state are one span, and ranges were made by splitting the key
@@ -37,7 +42,6 @@ func (n *Node) processRanges(batch []scheduledRange) {
 	ps := make([]pending, 0, len(batch))
 	mustSync := false
 	b := n.db.NewBatch()
-	defer b.Close()
 	for _, sr := range batch {
 		r := n.replica(sr.rangeID)
 		if r == nil {
@@ -52,44 +56,42 @@ func (n *Node) processRanges(batch []scheduledRange) {
 		if !ok {
 			continue
 		}
-		n.metrics.raftAppended(sr.rangeID, r.IsLeader(), rd.Entries, time.Now())
-		sync, err := r.PersistReady(b, rd)
+		n.trans.sendMessages(r, rd.Messages)
+		if rd.Append != nil {
+			n.metrics.raftAppended(sr.rangeID, r.IsLeader(), rd.Append.Entries, time.Now())
+		}
+		sync, err := r.PersistAppend(b, rd.Append)
 		if err != nil {
-			n.fatal(fmt.Errorf("range %d: persist ready: %w", sr.rangeID, err))
+			n.fatal(fmt.Errorf("range %d: persist append: %w", sr.rangeID, err))
 		}
 		mustSync = mustSync || sync
 		ps = append(ps, pending{r: r, rd: rd})
 	}
 	if len(ps) == 0 {
+		b.Close()
 		return
 	}
-	// A leader's appends and heartbeats go out before its own sync, so the
-	// followers' fsyncs run in parallel with the leader's (as etcd does).
-	// That is safe because nothing is applied, and so nothing acknowledged,
-	// before this batch is synced: an entry is acknowledged only once it is
-	// durable on the leader and on the followers that made the quorum.
-	// Everything else (votes, append responses) must wait for the sync.
-	sentEarly := make([]bool, len(ps))
-	for i, p := range ps {
-		if p.r.IsLeader() {
-			n.trans.sendMessages(p.r, p.rd.Messages)
-			sentEarly[i] = true
+	mustSync = mustSync && !b.Empty()
+	w := appendWait{start: time.Now()}
+	n.commitAppends(b, mustSync, len(ps))
+	if mustSync {
+		w.batch = b
+	} else {
+		b.Close()
+	}
+	for _, p := range ps {
+		if p.rd.Append == nil {
+			continue
+		}
+		p.r.MarkAppended(p.rd.Append)
+		if len(p.rd.Append.Responses) > 0 {
+			w.deliveries = append(w.deliveries, delivery{r: p.r, msgs: p.rd.Append.Responses})
 		}
 	}
-	if !b.Empty() {
-		start := time.Now()
-		opts := pebble.NoSync
-		if mustSync {
-			opts = pebble.Sync
-		}
-		if err := b.Commit(opts); err != nil {
-			n.fatal(fmt.Errorf("commit raft batch: %w", err))
-		}
-		if mustSync {
-			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
-		}
-		n.metrics.readyBatchRanges.Observe(float64(len(ps)))
+	if w.batch != nil || len(w.deliveries) > 0 {
+		n.syncs.wait(w)
 	}
+
 	// Apply every range's committed entries into one batch, committed once
 	// (see replica.StagedApply).
 	applyStart := time.Now()
@@ -97,12 +99,8 @@ func (n *Node) processRanges(batch []scheduledRange) {
 	defer ab.Close()
 	staged := make([]*replica.StagedApply, len(ps))
 	for i, p := range ps {
-		p.r.MarkPersisted(p.rd)
-		if !sentEarly[i] {
-			n.trans.sendMessages(p.r, p.rd.Messages)
-		}
 		var err error
-		if staged[i], err = p.r.StageApply(ab, &ps[i].rd); err != nil {
+		if staged[i], err = p.r.StageApply(ab, p.rd.Apply); err != nil {
 			n.fatal(fmt.Errorf("range %d: apply: %w", p.r.RangeID(), err))
 		}
 	}
@@ -116,12 +114,33 @@ func (n *Node) processRanges(batch []scheduledRange) {
 		if err != nil {
 			n.fatal(fmt.Errorf("range %d: apply: %w", p.r.RangeID(), err))
 		}
-		n.metrics.raftApplied(p.r.RangeID(), p.rd.CommittedEntries, applyStart)
-		n.metrics.appliedEntries.Add(float64(len(p.rd.CommittedEntries)))
+		if p.rd.Apply != nil {
+			n.metrics.raftApplied(p.r.RangeID(), p.rd.Apply.Entries, applyStart)
+			n.metrics.appliedEntries.Add(float64(len(p.rd.Apply.Entries)))
+		}
 		if more {
 			n.sched.enqueue(p.r.RangeID(), flagReady)
 		}
 	}
+}
+
+// commitAppends commits a round's append batch: with a sync requested but
+// not waited for when any append must be durable (the sync waiter waits),
+// else without one. The batch is visible once this returns.
+func (n *Node) commitAppends(b *pebble.Batch, mustSync bool, ranges int) {
+	if b.Empty() {
+		return
+	}
+	var err error
+	if mustSync {
+		err = n.db.ApplyNoSyncWait(b, pebble.Sync)
+	} else {
+		err = b.Commit(pebble.NoSync)
+	}
+	if err != nil {
+		n.fatal(fmt.Errorf("commit raft batch: %w", err))
+	}
+	n.metrics.readyBatchRanges.Observe(float64(ranges))
 }
 
 // fatal stops the process on an engine error: continuing after a failed

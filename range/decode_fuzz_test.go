@@ -219,17 +219,10 @@ func installSnapshot(t *testing.T, db *pebble.DB, r *Replica, m raftpb.Message, 
 		if !ok {
 			break
 		}
-		b := db.NewBatch()
-		_, err := r.PersistReady(b, rd)
-		if err == nil {
-			err = b.Commit(pebble.NoSync)
-		}
-		b.Close()
-		if err != nil {
+		if _, _, err := persistAppend(db, r, rd); err != nil {
 			return
 		}
-		r.MarkPersisted(rd)
-		if _, err := r.ApplyAndAdvance(rd); err != nil {
+		if _, err := r.Apply(rd.Apply); err != nil {
 			return
 		}
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3/raftpb"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -56,4 +57,24 @@ func bootstrap(t testing.TB, db *pebble.DB, desc *pb.RangeDescriptor) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatalf("commit initial state: %v", err)
 	}
+}
+
+// persistAppend writes rd's append in a batch of its own, synced, and
+// delivers its responses: it steps those for r and returns the others, to
+// be sent. It reports whether the append needed a sync. It is the node's
+// round for one replica, without the pipelining.
+func persistAppend(db *pebble.DB, r *Replica, rd Ready) (remote []raftpb.Message, mustSync bool, err error) {
+	if rd.Append == nil {
+		return nil, false, nil
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	if mustSync, err = r.PersistAppend(b, rd.Append); err != nil {
+		return nil, false, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, false, err
+	}
+	r.MarkAppended(rd.Append)
+	return r.DeliverLocal(rd.Append.Responses), mustSync, nil
 }

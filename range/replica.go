@@ -105,8 +105,9 @@ type Replica struct {
 
 	// mu guards the RawNode and everything the Raft loop shares with request
 	// goroutines. The node's scheduler guarantees that only one goroutine at a
-	// time runs Ready/PersistReady/ApplyAndAdvance for a replica; mu is still
-	// needed because requests Propose and Step concurrently.
+	// time runs Ready/PersistAppend/StageApply for a replica; mu is still
+	// needed because requests Propose and Step concurrently, and the node
+	// delivers append responses (DeliverLocal) from another goroutine.
 	mu struct {
 		sync.Mutex
 		rn        *raft.RawNode
@@ -172,6 +173,7 @@ func New(cfg Config, st *Storage) (*Replica, error) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		DisableProposalForwarding: true,
+		AsyncStorageWrites:        true, // see ready.go
 		Logger:                    raftLogger{logger},
 	})
 	if err != nil {
@@ -230,6 +232,10 @@ func (r *Replica) Writes() uint64 { return r.writes.Load() }
 
 // Step hands a message from another replica to Raft.
 func (r *Replica) Step(m raftpb.Message) error {
+	if raft.IsLocalMsgTarget(m.From) {
+		// Only this node's storage may acknowledge its writes (DeliverLocal).
+		return fmt.Errorf("range %d: message from a local storage thread received from a peer", r.rangeID)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {

@@ -15,21 +15,22 @@ import (
 // Readies of many replicas in one engine batch, committed once:
 //
 //	b := db.NewIndexedBatch()
-//	staged, _ := r.StageApply(b, &rd)  // for each replica
+//	staged, _ := r.StageApply(b, rd.Apply)  // for each replica
 //	b.Commit(pebble.NoSync)
-//	more, _ := staged.Finish()         // for each replica
+//	more, _ := staged.Finish()              // for each replica
 //
 // Replicas never share a key (user keys and transaction records lie in
 // their disjoint spans, Raft state under their range ID), so one replica's
 // writes in the shared batch never change what another reads. The batch
-// need not be synced: the entries are durable in the log, and apply is
-// idempotent, so a crash that loses it re-applies them.
+// need not be synced: the entries are durable in the log (raft hands out
+// for apply only entries whose append this replica has acknowledged), and
+// apply is idempotent, so a crash that loses it re-applies them.
 
-// StagedApply is a Ready whose committed entries have been written into a
+// StagedApply is an apply whose committed entries have been written into a
 // batch that is not committed yet.
 type StagedApply struct {
 	r       *Replica
-	rd      *raft.Ready      // the caller's, kept until Finish
+	apply   *raftpb.Message  // the caller's MsgStorageApply, kept until Finish
 	applied *pb.AppliedState // nil: the Ready commits no new entry
 	desc    *pb.RangeDescriptor
 	splits  []*pb.RangeDescriptor
@@ -42,13 +43,13 @@ type completedProposal struct {
 	res Result
 }
 
-// StageApply writes the effects of rd's committed entries, and the new
-// applied state, into b, an indexed batch. After committing b the caller
-// must call Finish, and must not change rd before. rd is a pointer because
-// a Ready is 280 bytes, and a node stages one per range per round.
-func (r *Replica) StageApply(b *pebble.Batch, rd *raft.Ready) (*StagedApply, error) {
-	s := &StagedApply{r: r, rd: rd}
-	if len(rd.CommittedEntries) == 0 {
+// StageApply writes the effects of an apply's committed entries (a
+// Ready's Apply, nil if it has none), and the new applied state, into b, an
+// indexed batch. After committing b the caller must call Finish, and must
+// not change apply before.
+func (r *Replica) StageApply(b *pebble.Batch, apply *raftpb.Message) (*StagedApply, error) {
+	s := &StagedApply{r: r, apply: apply}
+	if apply == nil || len(apply.Entries) == 0 {
 		return s, nil
 	}
 	// A field-by-field copy, not proto.Clone (reflection: 1.2% of the nodes'
@@ -57,8 +58,8 @@ func (r *Replica) StageApply(b *pebble.Batch, rd *raft.Ready) (*StagedApply, err
 	prev := r.storage.Applied()
 	applied := &pb.AppliedState{Index: prev.Index, Term: prev.Term, LastRevision: prev.LastRevision, ConfState: prev.ConfState}
 	sm := &stateMachine{b: b, records: r.cfg.Records, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
-	for i := range rd.CommittedEntries {
-		e := &rd.CommittedEntries[i]
+	for i := range apply.Entries {
+		e := &apply.Entries[i]
 		if e.Index <= applied.Index {
 			continue // already applied, e.g. covered by a snapshot
 		}
@@ -108,8 +109,9 @@ func (r *Replica) StageApply(b *pebble.Batch, rd *raft.Ready) (*StagedApply, err
 
 // Finish completes a staged apply once its batch is committed: it updates
 // the replica's cached state, opens split-off ranges, answers the waiting
-// proposals and readers, truncates the log if it has grown, and advances
-// Raft. It reports whether the replica has another Ready.
+// proposals and readers, truncates the log if it has grown, and tells
+// Raft the entries are applied. It reports whether the replica has another
+// Ready.
 func (s *StagedApply) Finish() (bool, error) {
 	r := s.r
 	if s.applied != nil {
@@ -140,16 +142,22 @@ func (s *StagedApply) Finish() (bool, error) {
 	if r.mu.closed {
 		return false, nil
 	}
-	r.mu.rn.Advance(*s.rd)
+	if s.apply != nil {
+		for _, m := range s.apply.Responses {
+			if err := r.mu.rn.Step(m); err != nil {
+				return false, fmt.Errorf("range %d: step apply response: %w", r.rangeID, err)
+			}
+		}
+	}
 	return r.mu.rn.HasReady(), nil
 }
 
-// ApplyAndAdvance applies the Ready's committed entries in a batch of their
-// own (StageApply, commit, Finish), for a caller handling one replica.
-func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
+// Apply applies an apply's committed entries in a batch of their own
+// (StageApply, commit, Finish), for a caller handling one replica.
+func (r *Replica) Apply(apply *raftpb.Message) (bool, error) {
 	b := r.cfg.DB.NewIndexedBatch()
 	defer b.Close()
-	s, err := r.StageApply(b, &rd)
+	s, err := r.StageApply(b, apply)
 	if err != nil {
 		return false, err
 	}
@@ -172,9 +180,9 @@ func (r *Replica) ApplyAndAdvance(rd raft.Ready) (bool, error) {
 // memtable with their deletion, before a flush writes them to the engine's
 // tables.
 //
-// applied is the index applied before this Ready, which raft has seen
-// applied: the entries this Ready applies are not truncated with it, for
-// until the Ready is advanced raft may still read them (a campaign scans
+// applied is the index applied before this apply, which raft has seen
+// applied: the entries this apply applies are not truncated with it, for
+// until its response is stepped raft may still read them (a campaign scans
 // the entries it has not seen applied for configuration changes, and
 // panics if they are gone: found by make test-kill, where a restarted
 // follower applied 93 entries in one Ready; TestTruncationSparesEntriesBeingApplied).

@@ -139,17 +139,13 @@ func (g *testGroup) handleReady(id uint64) bool {
 	if !ok {
 		return false
 	}
-	b := g.dbs[id].NewBatch()
-	defer b.Close()
-	if _, err := r.PersistReady(b, rd); err != nil {
-		g.t.Fatalf("replica %d: persist ready: %v", id, err)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		g.t.Fatalf("replica %d: commit: %v", id, err)
-	}
-	r.MarkPersisted(rd)
 	g.queue = append(g.queue, rd.Messages...)
-	if _, err := r.ApplyAndAdvance(rd); err != nil {
+	remote, _, err := persistAppend(g.dbs[id], r, rd)
+	if err != nil {
+		g.t.Fatalf("replica %d: persist append: %v", id, err)
+	}
+	g.queue = append(g.queue, remote...)
+	if _, err := r.Apply(rd.Apply); err != nil {
 		g.t.Fatalf("replica %d: apply: %v", id, err)
 	}
 	return true

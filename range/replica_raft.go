@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
@@ -151,45 +150,6 @@ func (r *Replica) failReadsLocked() {
 	r.mu.lease.refreshing = false
 }
 
-// Ready returns the replica's pending Ready, if any. The caller must pass it
-// to PersistReady, MarkPersisted and ApplyAndAdvance, in that order, before
-// calling Ready again.
-func (r *Replica) Ready() (raft.Ready, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.mu.closed {
-		return raft.Ready{}, false
-	}
-	r.sendQueuedReadsLocked()
-	if !r.mu.rn.HasReady() {
-		return raft.Ready{}, false
-	}
-	rd := r.mu.rn.Ready()
-	r.mu.notices.sawEntries(rd.Entries)
-	if r.mu.rn.BasicStatus().RaftState == raft.StateLeader {
-		rd.Messages = r.dropCommitNoticesLocked(rd.Messages)
-	}
-	if rd.SoftState != nil && rd.SoftState.Lead != r.mu.leader {
-		r.mu.leader = rd.SoftState.Lead
-		r.logger.Debug("leader changed", "leader", rd.SoftState.Lead, "state", rd.SoftState.RaftState.String())
-		if rd.SoftState.RaftState != raft.StateLeader {
-			r.failPendingLocked()
-		}
-	}
-	for _, rs := range rd.ReadStates {
-		req, ok := r.mu.reads[string(rs.RequestCtx)]
-		if !ok {
-			continue
-		}
-		r.extendLeaseLocked(req)
-		for _, ch := range req.reads {
-			ch <- rs.Index
-		}
-		delete(r.mu.reads, string(rs.RequestCtx))
-	}
-	return rd, true
-}
-
 // failPendingLocked answers every waiting proposal and read after this
 // replica lost leadership, instead of letting them wait for their deadline.
 // A read is safe to retry elsewhere; a proposal's outcome is unknown.
@@ -199,56 +159,4 @@ func (r *Replica) failPendingLocked() {
 		delete(r.mu.proposals, id)
 	}
 	r.failReadsLocked()
-}
-
-// PersistReady writes the Ready's snapshot, entries and hard state into b,
-// and reports whether b must be synced before rd's messages are sent: it
-// must if rd installs a snapshot, appends entries, or changes the term or
-// vote (rd.MustSync, which Raft computes from its whole hard state). The
-// caller commits b, possibly together with other replicas' Readies (synced
-// if any of them must be), before calling MarkPersisted.
-//
-// Not raft.MustSync(rd.HardState, ...): a Ready that changes no hard state
-// carries an empty one, whose term 0 differs from any real term, so that
-// would report a sync for a round that only answers a heartbeat
-// (TestReadyWithoutStateChangeNeedsNoSync). The node never acted on it, as
-// it skips committing a batch that holds nothing, but a caller should not
-// have to know that.
-func (r *Replica) PersistReady(b *pebble.Batch, rd raft.Ready) (mustSync bool, err error) {
-	afterSnapshot := false
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := r.persistSnapshot(b, rd.Snapshot); err != nil {
-			return false, err
-		}
-		afterSnapshot = true
-	}
-	if err := r.storage.appendEntries(b, rd.Entries, afterSnapshot); err != nil {
-		return false, err
-	}
-	mustSync = afterSnapshot || rd.MustSync
-	if raft.IsEmptyHardState(rd.HardState) {
-		return mustSync, nil
-	}
-	r.storage.mu.Lock()
-	prev := r.storage.mu.hardState
-	r.storage.mu.Unlock()
-	// A HardState that only moves the commit index is not written, nor
-	// synced: the commit index is volatile state in Raft, and on start the
-	// replica takes it as at least its applied index (LoadStorage), which
-	// is durable with the applied entries. Under load nearly every round
-	// moves it, on every replica of every range: one write fewer per range
-	// per round.
-	if afterSnapshot || rd.HardState.Term != prev.Term || rd.HardState.Vote != prev.Vote {
-		return mustSync, setHardState(b, r.rangeID, rd.HardState)
-	}
-	return mustSync, nil
-}
-
-// MarkPersisted updates the replica's cached view after the batch written
-// by PersistReady has been committed.
-func (r *Replica) MarkPersisted(rd raft.Ready) {
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		r.markSnapshotApplied(rd.Snapshot)
-	}
-	r.storage.markAppended(rd.Entries, rd.HardState)
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -463,23 +462,19 @@ func TestReadyWithoutStateChangeNeedsNoSync(t *testing.T) {
 	g.mustPut(1, "k", "v", 0)
 	g.checkConverged(1, 2, 3)
 
-	persist := func(id uint64) (raft.Ready, bool) {
+	persist := func(id uint64) (Ready, bool) {
 		t.Helper()
 		rd, ok := g.reps[id].Ready()
 		if !ok {
 			t.Fatalf("replica %d has no Ready", id)
 		}
-		b := g.dbs[id].NewBatch()
-		defer b.Close()
-		mustSync, err := g.reps[id].PersistReady(b, rd)
+		g.queue = append(g.queue, rd.Messages...)
+		remote, mustSync, err := persistAppend(g.dbs[id], g.reps[id], rd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-		g.reps[id].MarkPersisted(rd)
-		if _, err := g.reps[id].ApplyAndAdvance(rd); err != nil {
+		g.queue = append(g.queue, remote...)
+		if _, err := g.reps[id].Apply(rd.Apply); err != nil {
 			t.Fatal(err)
 		}
 		return rd, mustSync
@@ -494,8 +489,8 @@ func TestReadyWithoutStateChangeNeedsNoSync(t *testing.T) {
 		}
 	}
 	rd, mustSync := persist(2)
-	if !raft.IsEmptyHardState(rd.HardState) || len(rd.Entries) != 0 || len(rd.Messages) == 0 {
-		t.Fatalf("want a Ready with only messages, got hard state %+v, %d entries, %d messages", rd.HardState, len(rd.Entries), len(rd.Messages))
+	if rd.Append != nil || len(rd.Messages) == 0 {
+		t.Fatalf("want a Ready with only messages, got append %+v, %d messages", rd.Append, len(rd.Messages))
 	}
 	if mustSync {
 		t.Fatal("a Ready that only answers a heartbeat must not need a sync")
@@ -512,8 +507,8 @@ func TestReadyWithoutStateChangeNeedsNoSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rd, mustSync := persist(1); len(rd.Entries) == 0 || !mustSync {
-		t.Fatalf("a Ready appending %d entries: mustSync %v, want true", len(rd.Entries), mustSync)
+	if rd, mustSync := persist(1); rd.Append == nil || len(rd.Append.Entries) == 0 || !mustSync {
+		t.Fatalf("a Ready appending %v: mustSync %v, want true", rd.Append, mustSync)
 	}
 	g.pump()
 	g.checkConverged(1, 2, 3)
