@@ -7,8 +7,9 @@
 //     with work (no goroutine or timer per range, scheduler.go);
 //   - one ticker that schedules a tick for every range each TickInterval;
 //   - group commit: a worker collects the Ready of many ranges and writes
-//     their entries and hard states in one batch with one sync before it
-//     sends any of their messages (raft_loop.go);
+//     their entries and hard states in one batch with one sync, which it
+//     does not wait for; a sync waiter delivers what must wait for it
+//     (raft_loop.go, sync_waiter.go);
 //   - a transport with one stream per peer node carrying batches of
 //     messages for many ranges, and separate streams for snapshots
 //     (transport.go);

@@ -5,17 +5,9 @@
 //
 // Like go.etcd.io/raft itself, a Replica does no IO scheduling of its own: the
 // node's scheduler decides when a replica runs, writes the Raft state of many
-// replicas in one synced batch, sends the messages and calls back to apply.
-// One round for one replica, as the node drives it:
-//
-//	rd, ok := r.Ready()                      // collect under the replica lock
-//	if ok {
-//		sync, _ := r.PersistReady(batch, rd) // entries, HardState, snapshot
-//		batch.Commit(pebble.Sync)           // shared by many replicas; NoSync if no sync says so
-//		r.MarkPersisted(rd)                  // update cached log bounds
-//		send(rd.Messages)
-//		r.ApplyAndAdvance(rd)                // apply committed entries, Advance
-//	}
+// replicas in one batch, syncs it in the background, sends the messages and
+// calls back to apply. Replicas use Raft's asynchronous storage writes; the
+// round for one replica is in ready.go.
 //
 // Invariants:
 //   - Apply is deterministic: it reads only the command and the engine. The

@@ -175,7 +175,8 @@ func (r *Replica) MarkAppended(app *raftpb.Message) {
 // caller to send. Call it with an append's responses once the append is
 // durable. It tells the node (Notify) when raft may have new work: a
 // leader's acknowledgement of its own entries may commit them. A closed
-// replica delivers nothing.
+// replica delivers nothing. The remote messages are returned in msgs's
+// own array (the responses belong to the caller's Ready, read once).
 func (r *Replica) DeliverLocal(msgs []raftpb.Message) (remote []raftpb.Message) {
 	stepped := false
 	r.mu.Lock()
@@ -183,9 +184,10 @@ func (r *Replica) DeliverLocal(msgs []raftpb.Message) (remote []raftpb.Message) 
 		r.mu.Unlock()
 		return nil
 	}
+	remote = msgs[:0]
 	for i := range msgs {
 		if msgs[i].To != r.replicaID {
-			remote = append(remote, msgs[i])
+			remote = append(remote, msgs[i]) // never ahead of i
 			continue
 		}
 		if err := r.mu.rn.Step(msgs[i]); err != nil {

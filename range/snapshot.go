@@ -96,7 +96,7 @@ func (o *OutgoingSnapshot) Close() { o.snap.Close() }
 // ReceiveSnapshot hands a streamed snapshot to Raft. m is the MsgSnap with
 // the metadata; kvs are the range's user keys. The data is kept until Raft
 // returns the snapshot in a Ready and is then installed atomically with the
-// Raft state (PersistReady). Raft may also reject a stale snapshot.
+// Raft state (PersistAppend). Raft may also reject a stale snapshot.
 func (r *Replica) ReceiveSnapshot(m raftpb.Message, kvs []*pb.EngineKV) error {
 	if m.Type != raftpb.MsgSnap || m.Snapshot == nil {
 		return fmt.Errorf("range %d: not a snapshot message: %s", r.rangeID, m.Type)

@@ -19,7 +19,7 @@ import (
 // Pebble engine under the range's local prefix (see keys.go).
 //
 // Raft reads it through the raft.Storage methods while the replica lock is
-// held. Writes go into batches the node commits (PersistReady, apply,
+// held. Writes go into batches the node commits (PersistAppend, apply,
 // truncation); the cached bounds below change only after such a batch has
 // been committed, so raft never sees an entry that is not in the engine.
 type Storage struct {
@@ -83,7 +83,7 @@ func LoadStorage(db *pebble.DB, rangeID uint64) (*Storage, error) {
 		last = trunc.Index
 	}
 	// The stored commit index may trail: a HardState whose only change is
-	// the commit index is not written (PersistReady). Everything applied
+	// the commit index is not written (PersistAppend). Everything applied
 	// was committed, and the applied index is durable with the applied
 	// state, so the commit index is at least that.
 	if !raft.IsEmptyHardState(hs) && hs.Commit < applied.Index {

@@ -8,8 +8,9 @@
 # and the B/A ratios of the medians of ops/s, p50, p99 and CPU µs/op.
 #
 # Usage: scripts/ab.sh [--rounds N] [--out DIR] BIN_A BIN_B -- BENCH-ARGS...
-#   e.g. git stash; go build -o /tmp/a ./cmd/raftrix; git stash pop
-#        go build -o /tmp/b ./cmd/raftrix
+#   e.g. git worktree add /tmp/wa HEAD; (cd /tmp/wa && go build -o /tmp/a ./cmd/raftrix)
+#        go build -o /tmp/b ./cmd/raftrix   # the working tree
+#   (not git stash: it leaves new files behind, and the build of A fails)
 #        scripts/ab.sh /tmp/a /tmp/b -- kv --read-fraction 0 --keys 100000 --clients 256
 # Environment: RAFTRIX_PORT (first node's gRPC port, default 30001);
 # RANGES (user ranges of each cluster, default 64; RANGES_B for B's
