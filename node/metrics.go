@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "raftrix_engine_raft_sync_seconds",
-			Help:    "Time to commit and sync one group-commit batch of Raft state.",
+			Help:    "Time from committing a group-commit batch of Raft state to its being durable (synced in the background; includes waiting for earlier batches).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 		readyBatchRanges: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -228,8 +228,9 @@ ET_PIDS=""
 
 # raft_syncs prints the sum of seconds and the count of the RaftrixDB nodes'
 # group-commit syncs so far (raftrix_engine_raft_sync_seconds, all three
-# nodes). Their mean over a run is how long each node's Raft rounds waited
-# on the disk: under 256 clients the puts follow it (BENCHMARKS.md).
+# nodes). Their mean over a run is how long a round's appends took to be
+# durable: the disk's pace (BENCHMARKS.md; since the Raft rounds stopped
+# waiting for their syncs it includes the wait behind earlier syncs).
 raft_syncs() {
 	local i
 	for i in 1 2 3; do
