@@ -190,7 +190,9 @@ func (r *Replica) DeliverLocal(msgs []raftpb.Message) (remote []raftpb.Message) 
 			remote = append(remote, msgs[i]) // never ahead of i
 			continue
 		}
-		if err := r.mu.rn.Step(msgs[i]); err != nil {
+		// ErrStepPeerNotFound: the replica's own acknowledgement after a
+		// configuration change removed it; raft expects it dropped.
+		if err := r.mu.rn.Step(msgs[i]); err != nil && err != raft.ErrStepPeerNotFound {
 			r.logger.Warn("step local response", "type", msgs[i].Type, "error", err)
 		}
 		stepped = true
