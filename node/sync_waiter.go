@@ -12,11 +12,15 @@ import (
 
 // syncWaiter waits for each Raft round's append batch to be durable and
 // then delivers the round's append responses (range/ready.go), so that the
-// Raft workers go on while the disk syncs. Rounds are handed over in the
-// order their batches were committed, and waited for in that order: a
-// response is delivered only after its own batch and every earlier one are
-// durable, which is what Raft asks of an append that carries responses but
-// wrote nothing itself (a follower acknowledging entries it already has).
+// Raft workers go on while the disk syncs. Rounds are waited for in the
+// order they are handed over, and a worker hands its round over before it
+// lets its ranges go, so each range's rounds arrive in order: a response is
+// delivered only after its own batch and every batch handed over before it
+// are durable, which is what Raft asks of an append that carries responses
+// but wrote nothing itself (a follower acknowledging entries it already
+// has). With several workers two rounds may arrive in the other order than
+// their batches were committed; waiting for the later batch first is still
+// right, as the write-ahead log syncs in commit order.
 type syncWaiter struct {
 	rounds chan appendWait
 	done   chan struct{}
