@@ -80,7 +80,7 @@ type Config struct {
 	// worker takes every range queued while it was busy, so their appends
 	// share one synced write and their messages one batch per peer. On 2
 	// CPUs one worker gave 1.25x the puts/s of eight at 0.84x the CPU per
-	// put (BENCHMARKS.md).
+	// put (BENCHMARKS.md; measured while a round still waited for its sync).
 	Workers int
 	// CacheBytes is the size of the engine's block cache (default
 	// DefaultCacheBytes; Pebble allocates it as blocks are read).

@@ -59,22 +59,35 @@ func bootstrap(t testing.TB, db *pebble.DB, desc *pb.RangeDescriptor) {
 	}
 }
 
-// persistAppend writes rd's append in a batch of its own, synced, and
-// delivers its responses: it steps those for r and returns the others, to
-// be sent. It reports whether the append needed a sync. It is the node's
-// round for one replica, without the pipelining.
+// writeAppend writes an append in a batch of its own, synced, and marks
+// it appended, without delivering its responses. It reports whether the
+// append needed a sync.
+func writeAppend(db *pebble.DB, r *Replica, app *raftpb.Message) (mustSync bool, err error) {
+	if app == nil {
+		return false, nil
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	if mustSync, err = r.PersistAppend(b, app); err != nil {
+		return false, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return false, err
+	}
+	r.MarkAppended(app)
+	return mustSync, nil
+}
+
+// persistAppend writes rd's append (writeAppend) and delivers its
+// responses: it steps those for r and returns the others, to be sent. It
+// reports whether the append needed a sync. It is the node's round for one
+// replica, without the pipelining.
 func persistAppend(db *pebble.DB, r *Replica, rd Ready) (remote []raftpb.Message, mustSync bool, err error) {
 	if rd.Append == nil {
 		return nil, false, nil
 	}
-	b := db.NewBatch()
-	defer b.Close()
-	if mustSync, err = r.PersistAppend(b, rd.Append); err != nil {
+	if mustSync, err = writeAppend(db, r, rd.Append); err != nil {
 		return nil, false, err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return nil, false, err
-	}
-	r.MarkAppended(rd.Append)
 	return r.DeliverLocal(rd.Append.Responses), mustSync, nil
 }

@@ -3,7 +3,6 @@ package replica
 import (
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -40,15 +39,9 @@ func TestNothingWaitsOnlyForAnUnsyncedAppend(t *testing.T) {
 		t.Fatalf("leader's Ready: want an append of one entry, got %+v", rd.Append)
 	}
 	index := rd.Append.Entries[0].Index
-	b := g.dbs[1].NewBatch()
-	defer b.Close()
-	if _, err := leader.PersistAppend(b, rd.Append); err != nil {
+	if _, err := writeAppend(g.dbs[1], leader, rd.Append); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	leader.MarkAppended(rd.Append)
 	leaderAcks := rd.Append.Responses
 	g.queue = append(g.queue, rd.Messages...)
 	g.deliver()
@@ -97,15 +90,9 @@ func TestNothingWaitsOnlyForAnUnsyncedAppend(t *testing.T) {
 		// Its later appends (the new commit index) are written but, like
 		// the first, not yet acknowledged: responses go in order.
 		if rd.Append != nil {
-			b := g.dbs[1].NewBatch()
-			if _, err := leader.PersistAppend(b, rd.Append); err != nil {
+			if _, err := writeAppend(g.dbs[1], leader, rd.Append); err != nil {
 				t.Fatal(err)
 			}
-			if err := b.Commit(pebble.Sync); err != nil {
-				t.Fatal(err)
-			}
-			b.Close()
-			leader.MarkAppended(rd.Append)
 			leaderAcks = append(leaderAcks, rd.Append.Responses...)
 		}
 	}
