@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 	"github.com/raftrix/raftrixdb/txn"
@@ -17,12 +19,15 @@ type metrics struct {
 	syncSeconds      prometheus.Histogram
 	readyBatchRanges prometheus.Histogram
 	appliedEntries   prometheus.Counter
-	raftMsgsSent     prometheus.Counter
-	raftMsgsDropped  prometheus.Counter
-	snapshotsSent    prometheus.Counter
-	snapshotsRecv    prometheus.Counter
-	splits           prometheus.Counter
-	replicaMoves     prometheus.Counter
+	raftMsgsSent     *prometheus.CounterVec // by Raft message type
+	// raftMsgsSentByType holds raftMsgsSent's counter of each message type,
+	// so that counting a message looks up no label.
+	raftMsgsSentByType map[raftpb.MessageType]prometheus.Counter
+	raftMsgsDropped    prometheus.Counter
+	snapshotsSent      prometheus.Counter
+	snapshotsRecv      prometheus.Counter
+	splits             prometheus.Counter
+	replicaMoves       prometheus.Counter
 
 	// Requests, by full gRPC method and status code.
 	grpcSeconds *prometheus.HistogramVec
@@ -62,10 +67,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "raftrix_raft_applied_entries_total",
 			Help: "Raft log entries applied to the state machine.",
 		}),
-		raftMsgsSent: prometheus.NewCounter(prometheus.CounterOpts{
+		raftMsgsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "raftrix_raft_messages_sent_total",
-			Help: "Raft messages handed to the transport.",
-		}),
+			Help: "Raft messages handed to the transport, by type (MsgApp, MsgAppResp, MsgHeartbeat, ...).",
+		}, []string{"type"}),
 		raftMsgsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftrix_raft_messages_dropped_total",
 			Help: "Raft messages dropped because a peer's queue was full or unreachable.",
@@ -123,6 +128,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from a snapshot's first chunk to handing the whole snapshot to Raft.",
 			Buckets: latencyBuckets,
 		}),
+	}
+	m.raftMsgsSentByType = make(map[raftpb.MessageType]prometheus.Counter, len(raftpb.MessageType_name))
+	for v := range raftpb.MessageType_name {
+		if t := raftpb.MessageType(v); !raft.IsLocalMsg(t) {
+			m.raftMsgsSentByType[t] = m.raftMsgsSent.WithLabelValues(t.String())
+		}
 	}
 	for _, c := range []prometheus.Collector{m.syncSeconds, m.readyBatchRanges, m.appliedEntries,
 		m.raftMsgsSent, m.raftMsgsDropped, m.snapshotsSent, m.snapshotsRecv, m.splits, m.replicaMoves,

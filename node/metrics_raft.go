@@ -108,3 +108,10 @@ func (m *metrics) raftApplied(rangeID uint64, ents []raftpb.Entry, start time.Ti
 		m.commitSeconds.Observe(l)
 	}
 }
+
+// raftMessageSent counts a message handed to the transport.
+func (m *metrics) raftMessageSent(t raftpb.MessageType) {
+	if c := m.raftMsgsSentByType[t]; c != nil {
+		c.Inc()
+	}
+}

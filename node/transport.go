@@ -197,7 +197,7 @@ func (t *transport) sendMessages(r *replica.Replica, msgs []raftpb.Message) {
 		}
 		select {
 		case t.queue(toNode) <- outMsg{rangeID: r.RangeID(), toReplica: m.To, msg: &pb.RaftMessage{RangeId: r.RangeID(), Message: data}}:
-			t.n.metrics.raftMsgsSent.Inc()
+			t.n.metrics.raftMessageSent(m.Type)
 		default:
 			t.n.metrics.raftMsgsDropped.Inc()
 			r.ReportUnreachable(m.To)
