@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"slices"
+
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
@@ -9,22 +11,27 @@ import (
 // Commit notices. When an entry commits, etcd's raft leader at once sends
 // every follower an append without entries that only carries the new commit
 // index, and each follower answers it: with many ranges, each Raft round
-// carries about one entry per range, so these notices were half of all Raft
-// messages (3.1 per applied entry per node, 1.6 without them).
+// carries about one entry per range, so these notices and their answers
+// were a third to a half of all Raft messages.
 //
 // A follower needs the commit index only to apply, and nothing waits for a
 // follower to apply: clients are answered by the leader, reads are served
 // by the leader. The index reaches it anyway with the next append (under
 // load, within a round) or, at the latest, with the next heartbeat, which
-// always carries it for a follower whose log matches (every tick, and the
+// carries it for a follower whose log matches (every tick, and the
 // quiescing leader's last heartbeats).
 //
-// So the leader drops an empty append to a follower in StateReplicate that
-// has acknowledged every entry up to the append's index: it can learn nothing
-// from it but the commit index. Any other empty append is a probe whose
-// answer Raft needs to move on (a follower that is not replicating, or one
-// whose appends may have been lost: Raft sends an empty append after a
-// heartbeat response to find out), and it is sent.
+// So the leader drops the empty appends it sends a follower in
+// StateReplicate. Raft makes those for three reasons: a commit (to every
+// follower, or to one whose acknowledgement shows it lags the commit
+// index), a leadership transfer, and a heartbeat response from a follower
+// that has not acknowledged the whole log. The last is a probe whose answer
+// Raft needs: the appends it is waiting for may have been lost, and only
+// the probe's rejection makes it send them again. So an empty append is
+// kept for a follower whose heartbeat response was stepped since the
+// leader's last Ready, and every one while a leadership transfer is under
+// way. Empty appends to a follower that is not replicating (probing, or
+// waiting for a snapshot) are always probes, and are kept.
 //
 // Notices that commit a configuration change are sent, though: a follower
 // must apply a new configuration at once, or it may campaign under the old
@@ -42,6 +49,18 @@ import (
 type noticeState struct {
 	lastConfIndex uint64 // index of the last configuration change appended
 	noticed       uint64 // highest commit index of notices looked at
+	// heartbeatAcks are the followers whose heartbeat responses were
+	// stepped since the leader's last Ready: raft may answer each with a
+	// probe.
+	heartbeatAcks []uint64
+}
+
+// sawHeartbeatResponse records that a follower's heartbeat response is
+// about to be stepped.
+func (s *noticeState) sawHeartbeatResponse(from uint64) {
+	if !slices.Contains(s.heartbeatAcks, from) {
+		s.heartbeatAcks = append(s.heartbeatAcks, from)
+	}
 }
 
 // sawEntries records configuration changes among entries being appended.
@@ -61,28 +80,30 @@ func (s *noticeState) commitsConfChange(commit uint64) bool {
 
 // dropCommitNoticesLocked removes commit notices from a leader's messages.
 func (r *Replica) dropCommitNoticesLocked(msgs []raftpb.Message) []raftpb.Message {
-	var acked map[uint64]uint64 // replicating follower -> its match index
+	var replicating map[uint64]bool // followers in StateReplicate
+	transferring := r.mu.rn.BasicStatus().LeadTransferee != raft.None
 	out := msgs[:0]
-	noticed := r.mu.notices.noticed
+	notices := &r.mu.notices
+	noticed := notices.noticed
 	for _, m := range msgs {
 		if m.Type == raftpb.MsgApp {
 			noticed = max(noticed, m.Commit)
 		}
-		if m.Type == raftpb.MsgApp && len(m.Entries) == 0 && !r.mu.notices.commitsConfChange(m.Commit) {
-			if acked == nil {
-				acked = make(map[uint64]uint64, 4)
+		if m.Type == raftpb.MsgApp && len(m.Entries) == 0 && !transferring &&
+			!notices.commitsConfChange(m.Commit) && !slices.Contains(notices.heartbeatAcks, m.To) {
+			if replicating == nil {
+				replicating = make(map[uint64]bool, 4)
 				r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-					if pr.State == tracker.StateReplicate {
-						acked[id] = pr.Match
-					}
+					replicating[id] = pr.State == tracker.StateReplicate
 				})
 			}
-			if match, ok := acked[m.To]; ok && match >= m.Index {
+			if replicating[m.To] {
 				continue
 			}
 		}
 		out = append(out, m)
 	}
-	r.mu.notices.noticed = noticed
+	notices.noticed = noticed
+	notices.heartbeatAcks = notices.heartbeatAcks[:0]
 	return out
 }

@@ -12,8 +12,8 @@ import (
 // TestLeaderDropsCommitNotices drives one put round by round: once both
 // followers acknowledged the entry, the leader's commit sends them nothing
 // (no empty append), so they lag its commit index until the next heartbeat
-// brings it. (TestReplicaSnapshotCatchUp covers the empty append that must
-// still go out: the probe of a follower whose appends were lost.)
+// brings it. (TestProbeAfterHeartbeatIsKept covers the empty append that
+// must still go out: the probe of a follower whose appends were lost.)
 func TestLeaderDropsCommitNotices(t *testing.T) {
 	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
 	g.campaign(1)
@@ -61,6 +61,60 @@ func TestLeaderDropsCommitNotices(t *testing.T) {
 			t.Errorf("replica %d after a heartbeat: commit %d applied %d, leader commit %d", id, st.Commit, st.Applied, lead.Commit)
 		}
 	}
+}
+
+// TestProbeAfterHeartbeatIsKept: the leader commits an entry that one
+// follower acknowledged while its append to the other was lost. The commit
+// sends the other follower nothing, though it has not acknowledged the
+// entry. Its heartbeat response is answered with an empty append, the probe
+// whose rejection makes the leader send the lost entry again: that one goes
+// out, and the follower catches up.
+func TestProbeAfterHeartbeatIsKept(t *testing.T) {
+	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	g.mustPut(1, "a", "1", 1)
+
+	done := g.start(func() {
+		if _, err := g.reps[1].Propose(context.Background(), &pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("2")}}}); err != nil {
+			t.Error(err)
+		}
+	})
+	g.handleReady(1) // the leader appends and sends the entry
+	g.drop = func(m raftpb.Message) bool { return m.To == 3 }
+	g.deliver() // the append to 3 is lost
+	g.drop = nil
+	g.handleReady(2)
+	g.deliver()
+	g.handleReady(1) // 2's acknowledgement commits the entry
+	<-done
+	emptyAppends := func(to uint64) (n int) {
+		for _, m := range g.queue {
+			if m.Type == raftpb.MsgApp && m.To == to && len(m.Entries) == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if n := emptyAppends(3); n != 0 {
+		t.Fatalf("the commit sent %d commit notices to the follower still appending", n)
+	}
+	g.deliver()
+
+	g.queue = append(g.queue, g.reps[1].Tick()...) // a heartbeat
+	g.handleReady(1)
+	g.deliver()
+	g.handleReady(2) // the heartbeat responses
+	g.handleReady(3)
+	g.deliver()
+	g.handleReady(1)
+	if n := emptyAppends(3); n != 1 {
+		t.Fatalf("the leader answered 3's heartbeat response with %d empty appends, want the probe", n)
+	}
+	g.pump()
+	if got := g.get(3, "b"); got == nil || string(got.Value) != "2" {
+		t.Fatalf("follower 3 did not catch up: b = %v", got)
+	}
+	g.checkConverged(1, 2, 3)
 }
 
 // TestNoticeThatCommitsAConfChangeIsKept: the first notice whose commit

@@ -120,8 +120,8 @@ type Replica struct {
 		readQueue []chan uint64
 		reads     map[string]*readRequest
 		lease     leaderLease // see lease.go
-		// notices is what commit_notice.go needs to tell a notice that
-		// commits a configuration change from the others.
+		// notices is what commit_notice.go needs to tell the commit
+		// notices it drops from the empty appends that must go out.
 		notices   noticeState
 		applyWait []applyWaiter
 		// incoming holds received snapshot data by index until Raft hands
@@ -243,6 +243,9 @@ func (r *Replica) Step(m raftpb.Message) error {
 	}
 	if wakesReplica(m) {
 		r.setQuiescedLocked(false)
+	}
+	if m.Type == raftpb.MsgHeartbeatResp {
+		r.mu.notices.sawHeartbeatResponse(m.From)
 	}
 	err := r.mu.rn.Step(m)
 	if err == raft.ErrStepPeerNotFound || err == raft.ErrStepLocalMsg {
