@@ -29,9 +29,11 @@ type kvServer struct {
 // forwardedKey marks, in gRPC metadata, a request forwarded by another node.
 const forwardedKey = "raftrix-forwarded-by"
 
+// isForwarded reports whether ctx's request was forwarded by another node.
+// It reads the one key (FromIncomingContext would copy all the metadata,
+// on every item of every batch).
 func isForwarded(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	return ok && len(md.Get(forwardedKey)) > 0
+	return len(metadata.ValueFromIncomingContext(ctx, forwardedKey)) > 0
 }
 
 // readyTarget returns an established connection to target (0: none).
