@@ -61,6 +61,7 @@ func (r *Replica) Ready() (Ready, bool) {
 	if r.mu.closed {
 		return Ready{}, false
 	}
+	r.flushProposalsLocked()
 	r.sendQueuedReadsLocked()
 	if !r.mu.rn.HasReady() {
 		return Ready{}, false

@@ -114,6 +114,8 @@ type Replica struct {
 		leader    uint64 // replica ID of the leader, 0 if unknown
 		term      uint64
 		proposals map[uint64]chan Result
+		// buffered holds the proposals not yet handed to Raft (Propose).
+		buffered bufferedProposals
 		// readQueue holds reads waiting for the next ReadIndex request;
 		// reads holds those of requests sent, by request context. One
 		// request serves every read queued before it (see ReadIndex).

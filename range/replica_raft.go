@@ -7,6 +7,7 @@ import (
 	"errors"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 
 	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
@@ -24,6 +25,13 @@ func newRequestID() uint64 {
 // applied it. Only the leader accepts proposals; others return a
 // *NotLeaderError. If ctx ends first the outcome is unknown: the command may
 // still be applied later.
+//
+// The command is not handed to Raft at once but buffered until the
+// replica's next Ready (flushProposalsLocked), with every other command
+// proposed until then. Raft sends each proposal it is handed its own append
+// to every follower, each answered on its own; commands handed over
+// together travel in one append per follower. Nothing waits longer for it:
+// Raft's messages go out only with the next Ready anyway.
 func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, error) {
 	cmd.ProposalId = newRequestID()
 	data, err := cmd.MarshalVT()
@@ -45,24 +53,61 @@ func (r *Replica) Propose(ctx context.Context, cmd *pb.RaftCommand) (Result, err
 		return Result{}, err
 	}
 	r.mu.proposals[cmd.ProposalId] = ch
-	if err := r.mu.rn.Propose(data); err != nil {
-		delete(r.mu.proposals, cmd.ProposalId)
-		if errors.Is(err, raft.ErrProposalDropped) {
-			err = r.notLeaderLocked()
-		}
-		r.mu.Unlock()
-		return Result{}, err
-	}
+	r.mu.buffered.ents = append(r.mu.buffered.ents, raftpb.Entry{Data: data})
+	r.mu.buffered.ids = append(r.mu.buffered.ids, cmd.ProposalId)
 	r.mu.Unlock()
 	r.cfg.Notify()
 	select {
 	case res := <-ch:
+		var refused *refusedProposal
+		if errors.As(res.Err, &refused) {
+			return Result{}, refused.err
+		}
 		return res, nil
 	case <-ctx.Done():
 		r.mu.Lock()
 		delete(r.mu.proposals, cmd.ProposalId)
 		r.mu.Unlock()
 		return Result{}, ctx.Err()
+	}
+}
+
+// bufferedProposals are commands proposed since the last Ready, in order,
+// and their proposal IDs.
+type bufferedProposals struct {
+	ents []raftpb.Entry
+	ids  []uint64
+}
+
+// refusedProposal is the Result.Err a buffered proposal's waiter receives
+// when Raft refused it (the replica stopped leading, or a leadership
+// transfer is under way): it was never proposed. Propose returns err.
+type refusedProposal struct{ err error }
+
+func (e *refusedProposal) Error() string { return "proposal refused: " + e.err.Error() }
+
+// flushProposalsLocked hands the buffered proposals to Raft in one
+// proposal message, so that they share their appends to the followers.
+func (r *Replica) flushProposalsLocked() {
+	b := r.mu.buffered
+	if len(b.ents) == 0 {
+		return
+	}
+	// Raft keeps the entries (and sets their index and term): the next
+	// commands need new slices.
+	r.mu.buffered = bufferedProposals{}
+	err := r.mu.rn.Step(raftpb.Message{Type: raftpb.MsgProp, From: r.replicaID, Entries: b.ents})
+	if err == nil {
+		return
+	}
+	if errors.Is(err, raft.ErrProposalDropped) {
+		err = r.notLeaderLocked()
+	}
+	for _, id := range b.ids {
+		if ch, ok := r.mu.proposals[id]; ok {
+			ch <- Result{Err: &refusedProposal{err: err}}
+			delete(r.mu.proposals, id)
+		}
 	}
 }
 

@@ -40,6 +40,7 @@ func (r *Replica) ChangeReplicas(ctx context.Context, cc raftpb.ConfChangeV2, ne
 		return nil, err
 	}
 	r.setQuiescedLocked(false)
+	r.flushProposalsLocked() // the commands proposed before it go first
 	r.mu.proposals[id] = ch
 	if err := r.mu.rn.ProposeConfChange(cc); err != nil {
 		delete(r.mu.proposals, id)
