@@ -20,16 +20,12 @@ import (
 const (
 	DefaultCacheBytes = 256 << 20
 	// DefaultRecordCacheBytes holds about 180,000 records of 16-byte keys
-	// and 256-byte values (about 370 bytes each, recordSize), half of them
-	// in the cache's current generation. 256 MiB was measured against it on
-	// an engine holding the bench suite's 200,000 keys (scripts/puts_aged.sh,
-	// alternating, two rounds): node 1's hit rate went from 75% to 100%
-	// (the misses are mostly the run's load) and its Pebble reads in the
-	// apply loop (5% of its CPU) were gone, but the CPU per put did not
-	// move (1.03x, within noise): the rest of its Raft loop, the memtable
-	// inserts of the same keys, grew by about what apply saved, as if the
-	// insert now paid the memory stalls the read had paid. So the smaller
-	// default stays (BENCHMARKS.md).
+	// and 256-byte values (about 370 bytes each, recordSize): the bench's
+	// 100,000 keys fit. 256 MiB was measured against it when the cache kept
+	// only half its budget in use (two generations), on an engine holding
+	// the bench suite's 200,000 keys (scripts/puts_aged.sh, alternating,
+	// two rounds): node 1's hit rate went from 75% to 100% but the CPU per
+	// put did not move (1.03x, within noise) (BENCHMARKS.md).
 	DefaultRecordCacheBytes = 64 << 20
 )
 

@@ -33,19 +33,19 @@ import (
 //
 // Records in the cache are shared: nobody may modify one after Put.
 //
-// Eviction is by generation: each shard keeps a current and a previous map;
-// when the current map holds half the shard's budget it becomes the previous
-// one and the old previous is dropped. A hit in the previous map copies the
-// entry to the current one, so keys in use survive. Writes go to the current
-// map only, so a key's entry there is always its latest, and one in the
-// previous map is its latest if the current map does not hold the key.
+// Eviction is CLOCK (second chance), per shard: a Get marks the key's entry
+// used; when a Put takes the shard over its budget, a scan of the shard's
+// map (from a random place: Go's map iteration order) clears the mark of
+// each used entry it passes and drops unused ones until the shard is an
+// eighth under budget. A key read again since the last scan survives it; a
+// new key starts unmarked, so keys written once and never read again go
+// first.
 //
-// Nothing is ever deleted from a map (a copied entry stays in the previous
-// map until it is dropped whole): a Go map keeps a tombstone for each
-// deleted slot, and a lookup of a key it does not hold probes past them.
-// When hits deleted from the previous map, its lookups (every Get of a key
-// the current map lacked, and every Put) took 1.4 µs and the cache 5% of a
-// node's CPU under puts (scripts/profile.sh).
+// A generational scheme came before (two maps, the previous dropped whole):
+// it held a working set of only half the budget, and the entries it moved
+// between generations (delete, insert) left tombstones that made lookups
+// of absent keys slow. Here the whole budget holds records, and entries are
+// deleted only by eviction, whose slots the next inserts reuse.
 type RecordCache struct {
 	seed   maphash.Seed
 	shards [recordCacheShards]recordShard
@@ -58,20 +58,26 @@ const recordCacheShards = 16
 const recordOverhead = 96
 
 type recordShard struct {
-	mu        sync.Mutex
-	budget    int64 // bytes the current map may hold before it rotates
-	curBytes  int64
-	prevBytes int64
-	cur       map[string]*pb.ValueRecord
-	prev      map[string]*pb.ValueRecord
+	mu     sync.Mutex
+	budget int64 // bytes the shard may hold
+	bytes  int64
+	m      map[string]cacheEntry
 	// hits and misses count Get calls, for RecordCacheStats.
 	hits, misses uint64
+}
+
+// cacheEntry is a key's record (nil: the key has none), its size as
+// counted against the budget, and CLOCK's mark.
+type cacheEntry struct {
+	rec  *pb.ValueRecord
+	size int32
+	used bool
 }
 
 // RecordCacheStats is what the cache reports to the node's metrics.
 type RecordCacheStats struct {
 	Hits, Misses uint64 // Get calls that found the key or did not, ever
-	Entries      int    // entries held now (a key copied to the current generation counts twice)
+	Entries      int    // keys held now
 	Bytes        int64  // their approximate size (see recordSize)
 }
 
@@ -84,8 +90,8 @@ func NewRecordCache(maxBytes int64) *RecordCache {
 	c := &RecordCache{seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.budget = maxBytes / recordCacheShards / 2
-		s.cur = make(map[string]*pb.ValueRecord)
+		s.budget = maxBytes / recordCacheShards
+		s.m = make(map[string]cacheEntry)
 	}
 	return c
 }
@@ -104,17 +110,17 @@ func (c *RecordCache) Get(key []byte) (rec *pb.ValueRecord, ok bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rec, ok = s.cur[string(key)]; ok {
-		s.hits++
-		return rec, true
+	e, ok := s.m[string(key)]
+	if !ok {
+		s.misses++
+		return nil, false
 	}
-	if rec, ok = s.prev[string(key)]; ok {
-		s.hits++
-		s.addLocked(string(key), rec)
-		return rec, true
+	s.hits++
+	if !e.used {
+		e.used = true
+		s.m[string(key)] = e
 	}
-	s.misses++
-	return nil, false
+	return e.rec, true
 }
 
 // Put records key's record as the state machine wrote or read it; nil means
@@ -126,7 +132,37 @@ func (c *RecordCache) Put(key []byte, rec *pb.ValueRecord) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.addLocked(string(key), rec)
+	e, ok := s.m[string(key)]
+	if ok {
+		s.bytes -= int64(e.size)
+	}
+	size := recordSize(len(key), rec)
+	s.m[string(key)] = cacheEntry{rec: rec, size: int32(size), used: e.used}
+	s.bytes += size
+	if s.bytes > s.budget {
+		s.evictLocked()
+	}
+}
+
+// evictLocked drops entries not used since the scan last passed them until
+// the shard is an eighth under budget (so that scans are rare).
+func (s *recordShard) evictLocked() {
+	target := s.budget - s.budget/8
+	// Two passes at most: the first clears every mark it passes.
+	for pass := 0; pass < 2 && s.bytes > target; pass++ {
+		for k, e := range s.m {
+			if s.bytes <= target {
+				return
+			}
+			if e.used {
+				e.used = false
+				s.m[k] = e
+				continue
+			}
+			delete(s.m, k)
+			s.bytes -= int64(e.size)
+		}
+	}
 }
 
 // Stats sums the shards' counters and sizes.
@@ -140,8 +176,8 @@ func (c *RecordCache) Stats() RecordCacheStats {
 		s.mu.Lock()
 		st.Hits += s.hits
 		st.Misses += s.misses
-		st.Entries += len(s.cur) + len(s.prev)
-		st.Bytes += s.curBytes + s.prevBytes
+		st.Entries += len(s.m)
+		st.Bytes += s.bytes
 		s.mu.Unlock()
 	}
 	return st
@@ -155,28 +191,14 @@ func (c *RecordCache) Clear() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		s.cur = make(map[string]*pb.ValueRecord)
-		s.prev = nil
-		s.curBytes, s.prevBytes = 0, 0
+		s.m = make(map[string]cacheEntry)
+		s.bytes = 0
 		s.mu.Unlock()
 	}
 }
 
-func (s *recordShard) addLocked(key string, rec *pb.ValueRecord) {
-	if old, ok := s.cur[key]; ok {
-		s.curBytes -= recordSize(key, old)
-	}
-	s.cur[key] = rec
-	s.curBytes += recordSize(key, rec)
-	if s.curBytes > s.budget {
-		s.prev, s.prevBytes = s.cur, s.curBytes
-		s.cur = make(map[string]*pb.ValueRecord, len(s.prev))
-		s.curBytes = 0
-	}
-}
-
-func recordSize(key string, rec *pb.ValueRecord) int64 {
-	n := int64(len(key) + recordOverhead)
+func recordSize(keyLen int, rec *pb.ValueRecord) int64 {
+	n := int64(keyLen + recordOverhead)
 	if rec != nil {
 		n += int64(len(rec.Value))
 		if rec.Intent != nil {
