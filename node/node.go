@@ -418,9 +418,12 @@ func (n *Node) runTicker() {
 }
 
 // requestContext applies the default timeout to a request without deadline.
+// A request that has one keeps its context: a derived one would cost every
+// batch item a second registration with its parent, and the handlers start
+// nothing that outlives them.
 func (n *Node) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, n.cfg.Limits.RequestTimeout)
 }
