@@ -1,12 +1,9 @@
 package replica
 
 import (
-	"context"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
-
-	pb "github.com/raftrix/raftrixdb/proto/raftrixpb"
 )
 
 // TestLeaderDropsCommitNotices drives one put round by round: once both
@@ -15,15 +12,8 @@ import (
 // brings it. (TestProbeAfterHeartbeatIsKept covers the empty append that
 // must still go out: the probe of a follower whose appends were lost.)
 func TestLeaderDropsCommitNotices(t *testing.T) {
-	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
-	g.campaign(1)
-	g.mustPut(1, "a", "1", 1)
-
-	done := g.start(func() {
-		if _, err := g.reps[1].Propose(context.Background(), &pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("2")}}}); err != nil {
-			t.Error(err)
-		}
-	})
+	g := newLedGroup(t)
+	done := g.startPut(1, "b", "2")
 	g.handleReady(1) // the leader appends and sends the entry
 	g.deliver()
 	g.handleReady(2) // both followers persist and acknowledge it
@@ -70,15 +60,8 @@ func TestLeaderDropsCommitNotices(t *testing.T) {
 // whose rejection makes the leader send the lost entry again: that one goes
 // out, and the follower catches up.
 func TestProbeAfterHeartbeatIsKept(t *testing.T) {
-	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
-	g.campaign(1)
-	g.mustPut(1, "a", "1", 1)
-
-	done := g.start(func() {
-		if _, err := g.reps[1].Propose(context.Background(), &pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("2")}}}); err != nil {
-			t.Error(err)
-		}
-	})
+	g := newLedGroup(t)
+	done := g.startPut(1, "b", "2")
 	g.handleReady(1) // the leader appends and sends the entry
 	g.drop = func(m raftpb.Message) bool { return m.To == 3 }
 	g.deliver() // the append to 3 is lost

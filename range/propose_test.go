@@ -15,19 +15,11 @@ import (
 // Readies of the leader reach each follower in one append, and each is
 // applied and answered.
 func TestProposalsOfOneRoundShareTheirAppends(t *testing.T) {
-	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
-	g.campaign(1)
-	g.mustPut(1, "a", "1", 1)
-
+	g := newLedGroup(t)
 	const n = 3
 	var done []<-chan struct{}
 	for i := range n {
-		done = append(done, g.start(func() {
-			key := fmt.Sprintf("k%d", i)
-			if _, err := g.reps[1].Propose(context.Background(), &pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte(key), Value: []byte("v")}}}); err != nil {
-				t.Error(err)
-			}
-		}))
+		done = append(done, g.startPut(1, fmt.Sprintf("k%d", i), "v"))
 	}
 	g.handleReady(1)
 	appends := map[uint64][]int{} // follower -> entries of each append
@@ -57,10 +49,7 @@ func TestProposalsOfOneRoundShareTheirAppends(t *testing.T) {
 // refused with a NotLeaderError (never proposed, so safe to retry), not
 // reported as an ambiguous result.
 func TestBufferedProposalRefusedWhenLeadershipIsLost(t *testing.T) {
-	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
-	g.campaign(1)
-	g.mustPut(1, "a", "1", 1)
-
+	g := newLedGroup(t)
 	var err error
 	done := g.start(func() {
 		_, err = g.reps[1].Propose(context.Background(), &pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("2")}}})

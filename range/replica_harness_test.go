@@ -295,6 +295,29 @@ func (g *testGroup) start(fn func()) <-chan struct{} {
 	return done
 }
 
+// newLedGroup returns a group whose replica 1 leads and has applied one
+// put (a = 1), so that the next command is an ordinary append.
+func newLedGroup(t *testing.T) *testGroup {
+	t.Helper()
+	g := newTestGroup(t, Config{}, testDescriptor(1, "", ""))
+	g.campaign(1)
+	g.mustPut(1, "a", "1", 1)
+	return g
+}
+
+// startPut proposes key = value on replica id and returns once the
+// proposal is with the replica; the channel closes when Propose returns,
+// and a failed Propose fails the test.
+func (g *testGroup) startPut(id uint64, key, value string) <-chan struct{} {
+	g.t.Helper()
+	return g.start(func() {
+		cmd := &pb.RaftCommand{Op: &pb.RaftCommand_Put{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}}}
+		if _, err := g.reps[id].Propose(context.Background(), cmd); err != nil {
+			g.t.Error(err)
+		}
+	})
+}
+
 func (g *testGroup) propose(id uint64, cmd *pb.RaftCommand) (Result, error) {
 	g.t.Helper()
 	var res Result
