@@ -80,8 +80,7 @@ func (s *noticeState) commitsConfChange(commit uint64) bool {
 
 // dropCommitNoticesLocked removes commit notices from a leader's messages.
 func (r *Replica) dropCommitNoticesLocked(msgs []raftpb.Message) []raftpb.Message {
-	var replicating map[uint64]bool // followers in StateReplicate
-	transferring := r.mu.rn.BasicStatus().LeadTransferee != raft.None
+	var droppable map[uint64]bool // built at the first empty append
 	out := msgs[:0]
 	notices := &r.mu.notices
 	noticed := notices.noticed
@@ -89,15 +88,12 @@ func (r *Replica) dropCommitNoticesLocked(msgs []raftpb.Message) []raftpb.Messag
 		if m.Type == raftpb.MsgApp {
 			noticed = max(noticed, m.Commit)
 		}
-		if m.Type == raftpb.MsgApp && len(m.Entries) == 0 && !transferring &&
+		if m.Type == raftpb.MsgApp && len(m.Entries) == 0 &&
 			!notices.commitsConfChange(m.Commit) && !slices.Contains(notices.heartbeatAcks, m.To) {
-			if replicating == nil {
-				replicating = make(map[uint64]bool, 4)
-				r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-					replicating[id] = pr.State == tracker.StateReplicate
-				})
+			if droppable == nil {
+				droppable = r.noticeDroppableLocked()
 			}
-			if replicating[m.To] {
+			if droppable[m.To] {
 				continue
 			}
 		}
@@ -106,4 +102,18 @@ func (r *Replica) dropCommitNoticesLocked(msgs []raftpb.Message) []raftpb.Messag
 	notices.noticed = noticed
 	notices.heartbeatAcks = notices.heartbeatAcks[:0]
 	return out
+}
+
+// noticeDroppableLocked returns the followers whose empty appends may be
+// dropped: those in StateReplicate, and none while a leadership transfer is
+// under way.
+func (r *Replica) noticeDroppableLocked() map[uint64]bool {
+	droppable := make(map[uint64]bool, 4)
+	if r.mu.rn.BasicStatus().LeadTransferee != raft.None {
+		return droppable
+	}
+	r.mu.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		droppable[id] = pr.State == tracker.StateReplicate
+	})
+	return droppable
 }
