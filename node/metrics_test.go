@@ -38,6 +38,7 @@ var operatorMetrics = []struct {
 	{"raftrix_txn_intents_resolved_total", true},
 	{"raftrix_txn_phase_seconds", true},
 	{"raftrix_engine_wal_written_bytes_total", true},
+	{"raftrix_engine_wal_fsync_seconds", true},  // every put's append is synced
 	{"raftrix_record_cache_hits_total", true},   // the gets of keys just put
 	{"raftrix_record_cache_misses_total", true}, // the first put of each key
 	// Gauges, checked below, and engine metrics a small load need not move.
