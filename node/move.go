@@ -327,7 +327,10 @@ func (n *Node) destroyData(desc *pb.RangeDescriptor, tombstone uint64) error {
 	}
 	// The deleted keys may be cached; a later replica of them arrives by
 	// snapshot, which clears the cache too, but the memory is freed now.
+	// The record index must forget the deleted records: it holds every
+	// record of the engine.
 	n.records.Clear()
+	n.txnRecords.DropSpan(desc)
 	return nil
 }
 

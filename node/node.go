@@ -36,12 +36,14 @@ type Node struct {
 	logger  *slog.Logger
 	db      *pebble.DB
 	records *replica.RecordCache
-	hlc     *hlc.HLC
-	metrics *metrics
-	sched   *scheduler
-	syncs   *syncWaiter // started and stopped with sched
-	trans   *transport
-	txn     *txn.Coordinator
+	// txnRecords holds every transaction record of db (see replica.TxnRecords).
+	txnRecords *replica.TxnRecords
+	hlc        *hlc.HLC
+	metrics    *metrics
+	sched      *scheduler
+	syncs      *syncWaiter // started and stopped with sched
+	trans      *transport
+	txn        *txn.Coordinator
 	// remote holds what placement said of ranges with no local replica,
 	// for the transactions coordinated here (remote_ranges.go).
 	remote *remoteRanges
@@ -136,6 +138,11 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.db = db
 	n.records = replica.NewRecordCache(cfg.RecordCacheBytes)
+	n.txnRecords = replica.NewTxnRecords(replica.DefaultMaxTxnRecords)
+	if err := n.txnRecords.Load(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("load transaction records: %w", err)
+	}
 	n.sched = newScheduler(cfg.Workers, n.processRanges)
 	n.items = workers.New(maxItemWorkers)
 	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -312,13 +319,14 @@ func (n *Node) addReplica(st *replica.Storage) error {
 	var r *replica.Replica
 	rangeID := st.Descriptor().RangeId
 	r, err := replica.New(replica.Config{
-		NodeID:    n.id,
-		DB:        n.db,
-		Records:   n.records,
-		Logger:    n.logger,
-		Notify:    func() { n.sched.enqueue(rangeID, flagReady) },
-		OnSplit:   n.onSplit,
-		OnQuiesce: func(q bool) { n.setActive(rangeID, !q) },
+		NodeID:     n.id,
+		DB:         n.db,
+		Records:    n.records,
+		TxnRecords: n.txnRecords,
+		Logger:     n.logger,
+		Notify:     func() { n.sched.enqueue(rangeID, flagReady) },
+		OnSplit:    n.onSplit,
+		OnQuiesce:  func(q bool) { n.setActive(rangeID, !q) },
 		OnRemoved: func(rangeID, replicaID uint64) {
 			// Not from inside the apply that reported it.
 			go func() {

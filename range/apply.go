@@ -38,6 +38,7 @@ type Result struct {
 type stateMachine struct {
 	b            *pebble.Batch
 	records      *RecordCache // may be nil
+	txnRecords   *TxnRecords  // may be nil
 	desc         *pb.RangeDescriptor
 	lastRevision int64
 	// splits are the right-hand ranges created by this batch.

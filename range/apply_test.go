@@ -45,7 +45,10 @@ func TestApply(t *testing.T) {
 	})
 }
 
-// forEachRecordCache runs f without a record cache and with a 2 KiB one.
+// forEachRecordCache runs f without a record cache and with a 2 KiB one;
+// the run with the cache also has a transaction record index (TxnRecords),
+// as a node does. After every commit the environment checks that both
+// agree with the engine.
 func forEachRecordCache(t *testing.T, f func(t *testing.T, cacheBytes int64)) {
 	for _, n := range []int64{0, 2 << 10} {
 		t.Run(fmt.Sprintf("record-cache=%d", n), func(t *testing.T) { f(t, n) })
@@ -56,6 +59,7 @@ type applyEnv struct {
 	db           *pebble.DB
 	cacheBytes   int64
 	recordCache  *RecordCache
+	txnRecords   *TxnRecords // with a record cache only
 	desc         *pb.RangeDescriptor
 	lastRevision int64
 }
@@ -68,6 +72,7 @@ func (e *applyEnv) commit(t *testing.T, b *pebble.Batch) {
 		t.Fatal(err)
 	}
 	checkRecordCache(t, e.db, e.recordCache)
+	checkTxnRecords(t, e.db, e.txnRecords)
 }
 
 func (e *applyEnv) close() {
@@ -88,6 +93,13 @@ func (e *applyEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		d.MaybeScanArgs(t, "end", &end)
 		e.db = openTestDB(t, vfs.NewMem())
 		e.recordCache = NewRecordCache(e.cacheBytes)
+		e.txnRecords = nil
+		if e.cacheBytes > 0 {
+			e.txnRecords = NewTxnRecords(DefaultMaxTxnRecords)
+			if err := e.txnRecords.Load(e.db); err != nil {
+				t.Fatal(err)
+			}
+		}
 		e.desc = testDescriptor(1, start, end)
 		e.lastRevision = 0
 		return fmt.Sprintf("range 1 [%q, %q)", e.desc.StartKey, e.desc.EndKey)
@@ -112,7 +124,7 @@ func (e *applyEnv) handle(t *testing.T, d *datadriven.TestData) string {
 func (e *applyEnv) cmdApply(t *testing.T, d *datadriven.TestData) string {
 	b := e.db.NewIndexedBatch()
 	defer b.Close()
-	sm := &stateMachine{b: b, records: e.recordCache, desc: e.desc, lastRevision: e.lastRevision}
+	sm := &stateMachine{b: b, records: e.recordCache, txnRecords: e.txnRecords, desc: e.desc, lastRevision: e.lastRevision}
 	var out strings.Builder
 	for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
 		cmd := parseApplyOp(t, d, line)

@@ -265,8 +265,12 @@ func (sm *stateMachine) readTxnRecord(anchor, txnID []byte) (*pb.TxnRecord, erro
 	if err := sm.checkSpan(anchor); err != nil {
 		return nil, err
 	}
+	key := TxnRecordKey(anchor, txnID)
+	if rec, known := sm.txnRecords.Get(key); known {
+		return rec, nil
+	}
 	rec := &pb.TxnRecord{}
-	ok, err := getProto(sm.b, TxnRecordKey(anchor, txnID), rec)
+	ok, err := getProto(sm.b, key, rec)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -277,7 +281,22 @@ func (sm *stateMachine) writeTxnRecord(anchor []byte, rec *pb.TxnRecord) error {
 	if err := sm.checkSpan(anchor); err != nil {
 		return err
 	}
-	return putProto(sm.b, TxnRecordKey(anchor, rec.TxnId), rec)
+	key := TxnRecordKey(anchor, rec.TxnId)
+	if err := putProto(sm.b, key, rec); err != nil {
+		return err
+	}
+	sm.txnRecords.set(key, rec)
+	return nil
+}
+
+// deleteTxnRecord deletes a record of this range.
+func (sm *stateMachine) deleteTxnRecord(anchor, txnID []byte) error {
+	key := TxnRecordKey(anchor, txnID)
+	if err := sm.b.Delete(key, nil); err != nil {
+		return err
+	}
+	sm.txnRecords.delete(key)
+	return nil
 }
 
 // endTxn is the commit point: the record goes from PENDING to COMMITTED or
@@ -398,7 +417,7 @@ func (sm *stateMachine) resolve(r *pb.ResolveIntents) Result {
 		}
 	}
 	if r.DeleteRecord && ContainsKey(sm.desc, r.PrimaryKey) {
-		if err := sm.b.Delete(TxnRecordKey(r.PrimaryKey, r.TxnId), nil); err != nil {
+		if err := sm.deleteTxnRecord(r.PrimaryKey, r.TxnId); err != nil {
 			return Result{Err: err}
 		}
 	}
@@ -421,7 +440,7 @@ func (sm *stateMachine) deleteTxnRecords(d *pb.DeleteTxnRecords) Result {
 		if rec == nil || rec.Status == pb.TxnRecord_PENDING {
 			continue
 		}
-		if err := sm.b.Delete(TxnRecordKey(ref.PrimaryKey, ref.TxnId), nil); err != nil {
+		if err := sm.deleteTxnRecord(ref.PrimaryKey, ref.TxnId); err != nil {
 			return Result{Err: err}
 		}
 	}

@@ -227,7 +227,7 @@ func (e *txnEnv) run(t *testing.T, cmd *pb.RaftCommand) string {
 	}
 	b := e.db.NewIndexedBatch()
 	defer b.Close()
-	sm := &stateMachine{b: b, records: e.recordCache, desc: e.desc, lastRevision: e.lastRevision}
+	sm := &stateMachine{b: b, records: e.recordCache, txnRecords: e.txnRecords, desc: e.desc, lastRevision: e.lastRevision}
 	res := sm.apply(logged)
 	e.commit(t, b)
 	out := formatTxnResult(res)

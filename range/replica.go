@@ -24,6 +24,10 @@ type Config struct {
 	// Records is the node's record cache (nil: none). Every replica of a
 	// node that shares DB must share it too (see RecordCache).
 	Records *RecordCache
+	// TxnRecords is the node's index of transaction records (nil: none),
+	// loaded before any replica applies. Every replica of a node that
+	// shares DB must share it too (see TxnRecords).
+	TxnRecords *TxnRecords
 	// Notify is called (without locks held) whenever the replica may have a
 	// new Ready, so the node's scheduler processes it.
 	Notify func()

@@ -57,7 +57,7 @@ func (r *Replica) StageApply(b *pebble.Batch, apply *raftpb.Message) (*StagedApp
 	// slice, never writes into it.
 	prev := r.storage.Applied()
 	applied := &pb.AppliedState{Index: prev.Index, Term: prev.Term, LastRevision: prev.LastRevision, ConfState: prev.ConfState}
-	sm := &stateMachine{b: b, records: r.cfg.Records, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
+	sm := &stateMachine{b: b, records: r.cfg.Records, txnRecords: r.cfg.TxnRecords, desc: r.storage.Descriptor(), lastRevision: applied.LastRevision}
 	for i := range apply.Entries {
 		e := &apply.Entries[i]
 		if e.Index <= applied.Index {

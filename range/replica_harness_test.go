@@ -39,6 +39,9 @@ type testGroup struct {
 	// afterSnapshot, if set, runs right after a follower received a
 	// snapshot, before its next Ready is handled.
 	afterSnapshot func(to uint64)
+	// txnRecords, if not nil, gets each replica's transaction record index,
+	// loaded from its engine whenever it opens, as a node does.
+	txnRecords map[uint64]*TxnRecords
 }
 
 // deliveredSnapshot records a snapshot streamed to a follower.
@@ -54,6 +57,18 @@ const waitTimeout = 10 * time.Second
 
 func newTestGroup(t *testing.T, cfg Config, desc *pb.RangeDescriptor) *testGroup {
 	t.Helper()
+	return newGroup(t, cfg, desc, false)
+}
+
+// newTxnRecordsGroup is newTestGroup with a transaction record index per
+// replica (g.txnRecords).
+func newTxnRecordsGroup(t *testing.T, cfg Config, desc *pb.RangeDescriptor) *testGroup {
+	t.Helper()
+	return newGroup(t, cfg, desc, true)
+}
+
+func newGroup(t *testing.T, cfg Config, desc *pb.RangeDescriptor, withTxnRecords bool) *testGroup {
+	t.Helper()
 	g := &testGroup{
 		t:        t,
 		cfg:      cfg,
@@ -63,6 +78,9 @@ func newTestGroup(t *testing.T, cfg Config, desc *pb.RangeDescriptor) *testGroup
 		reps:     map[uint64]*Replica{},
 		notified: make(chan struct{}, 1),
 		cut:      map[uint64]bool{},
+	}
+	if withTxnRecords {
+		g.txnRecords = map[uint64]*TxnRecords{}
 	}
 	for id := uint64(1); id <= 3; id++ {
 		g.fss[id] = vfs.NewCrashableMem()
@@ -88,6 +106,13 @@ func (g *testGroup) open(id uint64) {
 	}
 	cfg := g.cfg
 	cfg.NodeID, cfg.DB = id, g.dbs[id]
+	if g.txnRecords != nil {
+		idx := NewTxnRecords(DefaultMaxTxnRecords)
+		if err := idx.Load(g.dbs[id]); err != nil {
+			g.t.Fatalf("replica %d: load transaction records: %v", id, err)
+		}
+		cfg.TxnRecords, g.txnRecords[id] = idx, idx
+	}
 	cfg.Notify = func() {
 		select {
 		case g.notified <- struct{}{}:

@@ -150,9 +150,9 @@ func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
 	if in == nil {
 		return fmt.Errorf("range %d: raft applied snapshot %d with no data received", r.rangeID, snap.Metadata.Index)
 	}
-	// The snapshot replaces the range's user data, which the record cache
-	// may hold; nothing else of this range is applied before the batch
-	// commits.
+	// The snapshot replaces the range's user data and transaction records,
+	// which the record cache and the record index hold; nothing else of this
+	// range is applied before the batch commits.
 	r.cfg.Records.Clear()
 	old := r.storage.Descriptor()
 	for _, d := range []*pb.RangeDescriptor{old, in.data.Descriptor_} {
@@ -169,6 +169,9 @@ func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
 		if err := b.Set(kv.Key, kv.Value, nil); err != nil {
 			return err
 		}
+	}
+	if err := r.cfg.TxnRecords.ReplaceSpan([]*pb.RangeDescriptor{old, in.data.Descriptor_}, in.kvs); err != nil {
+		return fmt.Errorf("range %d: snapshot: %w", r.rangeID, err)
 	}
 	cs, err := snap.Metadata.ConfState.Marshal()
 	if err != nil {
