@@ -56,3 +56,16 @@ func (n *Node) AddLearner(ctx context.Context, rangeID, to uint64) (uint64, erro
 	id, _, err := n.addLearner(ctx, r, r.Descriptor(), to)
 	return id, err
 }
+
+// MarkDestroying registers desc as a replica being destroyed, as
+// destroyReplica does while it deletes the replica's data, until undo.
+func (n *Node) MarkDestroying(desc *pb.RangeDescriptor) (undo func()) {
+	n.createMu.Lock()
+	n.destroying[desc.RangeId] = desc
+	n.createMu.Unlock()
+	return func() {
+		n.createMu.Lock()
+		delete(n.destroying, desc.RangeId)
+		n.createMu.Unlock()
+	}
+}

@@ -291,7 +291,7 @@ func (n *Node) destroyReplica(rangeID, replicaID uint64) error {
 		n.createMu.Unlock()
 		return nil
 	}
-	n.destroying[rangeID] = struct{}{}
+	n.destroying[rangeID] = r.Descriptor()
 	n.createMu.Unlock()
 	defer func() {
 		n.createMu.Lock()
@@ -346,9 +346,6 @@ func (n *Node) createReplica(desc *pb.RangeDescriptor) (*replica.Replica, error)
 	if r := n.replica(desc.RangeId); r != nil {
 		return r, nil
 	}
-	if _, ok := n.destroying[desc.RangeId]; ok {
-		return nil, fmt.Errorf("range %d: the previous replica on node %d is being destroyed; retry later", desc.RangeId, n.id)
-	}
 	if desc == nil || replica.ReplicaIDOnNode(desc, n.id) == 0 {
 		return nil, fmt.Errorf("snapshot descriptor does not list node %d", n.id)
 	}
@@ -360,6 +357,15 @@ func (n *Node) createReplica(desc *pb.RangeDescriptor) (*replica.Replica, error)
 	for _, r := range n.allReplicas() {
 		if spansOverlap(r.Descriptor(), desc) {
 			return nil, fmt.Errorf("range %d overlaps local range %d; retry later", desc.RangeId, r.RangeID())
+		}
+	}
+	// A replica being destroyed is out of the registry already, but its
+	// data is not deleted yet: a replica of its range, or of a span it
+	// covers (it may be a stale replica from before a split), would lose
+	// its snapshot's data to that deletion.
+	for id, d := range n.destroying {
+		if id == desc.RangeId || spansOverlap(d, desc) {
+			return nil, fmt.Errorf("range %d: the replica of range %d on node %d, which overlaps it, is being destroyed; retry later", desc.RangeId, id, n.id)
 		}
 	}
 	b := n.db.NewBatch()

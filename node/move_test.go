@@ -172,6 +172,30 @@ func TestRemovedReplicaIsNotRecreatedFromAStaleDescriptor(t *testing.T) {
 	}
 }
 
+// TestNoReplicaOverlappingOneBeingDestroyedIsCreated: while a replica's data
+// is being deleted (it is out of the registry already), a snapshot may not
+// create a replica of the same range or of a span it covers, such as a
+// range split off while the old replica was away: the deletion would take
+// the new replica's data (and its transaction records) with it.
+func TestNoReplicaOverlappingOneBeingDestroyedIsCreated(t *testing.T) {
+	c, _, _ := fourNodes(t)
+	n := c.Node(4) // holds no replica
+	on4 := []*pb.ReplicaDescriptor{{NodeId: 4, ReplicaId: 1}}
+	undo := n.MarkDestroying(&pb.RangeDescriptor{RangeId: 99, StartKey: []byte("a"), EndKey: []byte("m"), Replicas: on4})
+	defer undo()
+	for _, desc := range []*pb.RangeDescriptor{
+		{RangeId: 98, StartKey: []byte("c"), EndKey: []byte("d"), Replicas: on4}, // inside its span
+		{RangeId: 99, StartKey: []byte("x"), EndKey: []byte("y"), Replicas: on4}, // its range
+	} {
+		if _, err := n.CreateReplicaForSnapshot(desc); err == nil || !strings.Contains(err.Error(), "being destroyed") {
+			t.Fatalf("creating range %d [%s, %s) while range 99 [a, m) is destroyed: err = %v, want a refusal", desc.RangeId, desc.StartKey, desc.EndKey, err)
+		}
+		if n.LocalReplica(desc.RangeId) != nil {
+			t.Fatalf("range %d was created", desc.RangeId)
+		}
+	}
+}
+
 // fourNodes starts 4 nodes with placement's decisions off, ranges 1 and 2
 // on nodes 1-3, and returns the cluster, a context that bounds the test,
 // and each range's leader.

@@ -76,11 +76,12 @@ type Node struct {
 	// mu guards the replica registry: by ID, and ordered by start key for
 	// routing.
 	// createMu serializes creating replicas for incoming snapshots; it
-	// also guards destroying, the ranges whose replica is being destroyed,
-	// which are not created again until it is done (a new replica's state
-	// would be deleted with the old one's).
+	// also guards destroying, the descriptors of the replicas being
+	// destroyed: no replica of the same range or of an overlapping span is
+	// created until that is done (a new replica's state would be deleted
+	// with the old one's).
 	createMu   sync.Mutex
-	destroying map[uint64]struct{}
+	destroying map[uint64]*pb.RangeDescriptor
 
 	mu struct {
 		sync.RWMutex
@@ -117,7 +118,7 @@ func New(cfg Config) (*Node, error) {
 		tickerDone: make(chan struct{}),
 	}
 	n.active = map[uint64]struct{}{}
-	n.destroying = map[uint64]struct{}{}
+	n.destroying = map[uint64]*pb.RangeDescriptor{}
 	n.peers = maps.Clone(cfg.Peers)
 	if n.peers == nil {
 		n.peers = map[uint64]string{}
