@@ -55,6 +55,7 @@ var operatorMetrics = []struct {
 	{"raftrix_engine_memtable_bytes", false},
 	{"raftrix_engine_wal_bytes", false},
 	{"raftrix_record_cache_bytes", false},
+	{"raftrix_txn_records_in_memory", false},
 	// Existing ones the load also moves.
 	{"raftrix_snapshots_sent_total", true},
 	{"raftrix_snapshots_received_total", true},

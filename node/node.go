@@ -152,6 +152,18 @@ func New(cfg Config) (*Node, error) {
 	}, func() float64 { return float64(len(n.activeRangeIDs())) })); err != nil {
 		return nil, err
 	}
+	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftrix_txn_records_in_memory",
+		Help: "Transaction records the node's record index holds (every record of its engine); " +
+			"-1 once the index has turned itself off (too many records) and records are read from the engine.",
+	}, func() float64 {
+		if held, on := n.txnRecords.Len(); on {
+			return float64(held)
+		}
+		return -1
+	})); err != nil {
+		return nil, err
+	}
 	if err := n.registerStateCollectors(); err != nil {
 		db.Close()
 		return nil, err

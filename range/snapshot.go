@@ -170,9 +170,7 @@ func (r *Replica) persistSnapshot(b *pebble.Batch, snap raftpb.Snapshot) error {
 			return err
 		}
 	}
-	if err := r.cfg.TxnRecords.ReplaceSpan([]*pb.RangeDescriptor{old, in.data.Descriptor_}, in.kvs); err != nil {
-		return fmt.Errorf("range %d: snapshot: %w", r.rangeID, err)
-	}
+	r.cfg.TxnRecords.ReplaceSpan([]*pb.RangeDescriptor{old, in.data.Descriptor_}, in.kvs)
 	cs, err := snap.Metadata.ConfState.Marshal()
 	if err != nil {
 		return err

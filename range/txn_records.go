@@ -2,7 +2,6 @@ package replica
 
 import (
 	"bytes"
-	"fmt"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -39,7 +38,9 @@ import (
 // Records are few: a finished transaction's record is deleted once its
 // intents are resolved. Nothing bounds the records of abandoned
 // transactions, though: past maxRecords the index turns itself off for good
-// (until the node restarts) and records are read from the engine again.
+// (until the node restarts) and records are read from the engine again. It
+// also turns itself off if it meets a record it cannot decode, leaving that
+// record's error to the command that reads it, as before the index.
 //
 // A nil *TxnRecords knows nothing: every Get reports the record unknown.
 type TxnRecords struct {
@@ -70,10 +71,11 @@ func (t *TxnRecords) Load(r pebble.Reader) error {
 	}
 	defer it.Close()
 	m := make(map[string]*pb.TxnRecord)
-	for ok := it.First(); ok; ok = it.Next() {
+	for ok := it.First(); ok && m != nil; ok = it.Next() {
 		rec := &pb.TxnRecord{}
 		if err := rec.UnmarshalVT(it.Value()); err != nil {
-			return fmt.Errorf("decode transaction record %x: %w", it.Key(), err)
+			m = nil // off: see above
+			break
 		}
 		m[string(it.Key())] = rec
 	}
@@ -158,14 +160,14 @@ func (t *TxnRecords) dropSpanLocked(desc *pb.RangeDescriptor) {
 // ReplaceSpan replaces the records of the ranges in drop (a replica's
 // descriptors before and after a snapshot) with the records among kvs, the
 // snapshot's engine keys.
-func (t *TxnRecords) ReplaceSpan(drop []*pb.RangeDescriptor, kvs []*pb.EngineKV) error {
+func (t *TxnRecords) ReplaceSpan(drop []*pb.RangeDescriptor, kvs []*pb.EngineKV) {
 	if t == nil {
-		return nil
+		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		return nil
+		return
 	}
 	for _, d := range drop {
 		t.dropSpanLocked(d)
@@ -177,12 +179,12 @@ func (t *TxnRecords) ReplaceSpan(drop []*pb.RangeDescriptor, kvs []*pb.EngineKV)
 		}
 		rec := &pb.TxnRecord{}
 		if err := rec.UnmarshalVT(kv.Value); err != nil {
-			return fmt.Errorf("decode transaction record %x: %w", kv.Key, err)
+			t.m = nil // off: see above
+			return
 		}
 		t.m[string(kv.Key)] = rec
 	}
 	t.checkSizeLocked()
-	return nil
 }
 
 // checkSizeLocked turns the index off once it holds more than maxRecords.

@@ -98,14 +98,23 @@ func TestTxnRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	kvs := []*pb.EngineKV{{Key: UserKey([]byte("n")), Value: []byte("not a record")}, {Key: TxnRecordKey([]byte("p"), snap.TxnId), Value: val}}
-	if err := idx.ReplaceSpan([]*pb.RangeDescriptor{testDescriptor(3, "l", "z")}, kvs); err != nil {
-		t.Fatal(err)
-	}
+	idx.ReplaceSpan([]*pb.RangeDescriptor{testDescriptor(3, "l", "z")}, kvs)
 	if rec, _ := idx.Get(TxnRecordKey([]byte("m"), []byte("t2"))); rec != nil {
 		t.Fatal("a snapshot of [l, z) kept the record anchored at m")
 	}
 	if rec, _ := idx.Get(TxnRecordKey([]byte("p"), []byte("t4"))); !proto.Equal(rec, snap) {
 		t.Fatalf("record from the snapshot: %v, want %v", rec, snap)
+	}
+
+	// A record it cannot decode turns it off (the command reading that
+	// record gets the error, as without the index).
+	broken := NewTxnRecords(DefaultMaxTxnRecords)
+	if err := broken.Load(db); err != nil {
+		t.Fatal(err)
+	}
+	broken.ReplaceSpan(nil, []*pb.EngineKV{{Key: TxnRecordKey([]byte("p"), []byte("t5")), Value: []byte{0xff}}})
+	if _, known := broken.Get(TxnRecordKey([]byte("b"), []byte("t1"))); known {
+		t.Fatal("an index that met an undecodable record still answers")
 	}
 
 	// Past its bound the index turns itself off and knows nothing more.
