@@ -26,6 +26,9 @@ func (n *Node) engineOptions() *pebble.Options {
 		// (scripts/ab.sh, BENCHMARKS.md). Pebble starts with a small
 		// memtable and grows it up to this size.
 		MemTableSize: 16 << 20,
+		// Under load, fsyncs spaced out so that each covers more Raft
+		// rounds (sync_pacer.go).
+		WALMinSyncInterval: n.syncPacer.interval,
 	}
 	// Bloom filters let a point read skip tables that lack the key: apply
 	// reads the previous record of every key it writes, and most puts of a

@@ -42,6 +42,7 @@ type Node struct {
 	metrics    *metrics
 	sched      *scheduler
 	syncs      *syncWaiter // started and stopped with sched
+	syncPacer  syncPacer   // spaces out the engine's fsyncs under load
 	trans      *transport
 	txn        *txn.Coordinator
 	// remote holds what placement said of ranges with no local replica,

@@ -133,6 +133,7 @@ func (n *Node) commitAppends(b *pebble.Batch, mustSync bool, ranges int) {
 	}
 	var err error
 	if mustSync {
+		n.syncPacer.roundAskedSync()
 		err = n.db.ApplyNoSyncWait(b, pebble.Sync)
 	} else {
 		err = b.Commit(pebble.NoSync)
