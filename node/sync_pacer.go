@@ -17,27 +17,33 @@ import (
 // until an interval after the last one ended: 2 ms of it gave 1.12x the
 // puts/s and 0.93x the CPU per put, 5 ms 0.91x of that. But with one writer
 // each round is alone in its fsync, and holding the next one back would only
-// add to every write's latency; so the interval applies only when the last
-// fsync covered at least busyRoundsPerSync rounds. So paced, 256 writers got
-// 1.14x the puts/s (15% fewer fsyncs, each round waiting 7.2 ms instead of
-// 5.8 for its sync, 0.88x the CPU per put), one writer the same latency
-// (p50 0.98x; scripts/ab.sh, BENCHMARKS.md).
+// add to every write's latency; so the interval applies only while the
+// fsyncs cover, on average over the last few, at least busyRoundsPerSync
+// rounds each (a moving average: one busy fsync among quiet ones, as a
+// single client's transaction makes, must not start it). So paced, 256
+// writers got 1.14x the puts/s (15% fewer fsyncs, each round waiting 7.2 ms
+// instead of 5.8 for its sync, 0.88x the CPU per put), one writer the same
+// latency (p50 0.98x; scripts/ab.sh, BENCHMARKS.md).
 //
 // Durability is unchanged: a round's responses still wait for its fsync.
 type syncPacer struct {
 	// rounds counts the Raft rounds that asked for a sync.
 	rounds atomic.Uint64
-	// seen is rounds when the previous fsync ended; only Pebble's log
-	// flusher reads and writes it, through interval.
-	seen uint64
+	// seen is rounds when the previous fsync ended, and perSync the moving
+	// average of the rounds each fsync covered; only Pebble's log flusher
+	// reads and writes them, through interval.
+	seen    uint64
+	perSync float64
 }
 
 const (
 	// syncSpacing is the interval between fsyncs under load.
 	syncSpacing = 2 * time.Millisecond
-	// busyRoundsPerSync is how many rounds an fsync must have made durable
-	// for the next to be held back.
+	// busyRoundsPerSync is how many rounds the fsyncs must make durable on
+	// average for the next to be held back.
 	busyRoundsPerSync = 4
+	// perSyncWeight is the weight of the latest fsync in the average.
+	perSyncWeight = 1.0 / 8
 )
 
 // roundAskedSync records a round whose append batch asked for a sync.
@@ -47,9 +53,10 @@ func (p *syncPacer) roundAskedSync() { p.rounds.Add(1) }
 // it after each fsync and holds the next one back that long.
 func (p *syncPacer) interval() time.Duration {
 	now := p.rounds.Load()
-	covered := now - p.seen
+	covered := float64(now - p.seen)
 	p.seen = now
-	if covered >= busyRoundsPerSync {
+	p.perSync += perSyncWeight * (covered - p.perSync)
+	if p.perSync >= busyRoundsPerSync {
 		return syncSpacing
 	}
 	return 0

@@ -2,28 +2,47 @@ package node
 
 import "testing"
 
-// The interval after an fsync depends on how many rounds it made durable:
-// none below busyRoundsPerSync (one writer: no added latency), syncSpacing
-// from there on; each fsync is judged by the rounds since the previous one.
+// The pacer holds fsyncs back only while they cover, on average, at least
+// busyRoundsPerSync rounds each: not after one busy fsync among quiet ones
+// (a single client's transaction), yes under sustained load, and no longer
+// once the load is gone.
 func TestSyncPacerSpacesSyncsOnlyUnderLoad(t *testing.T) {
 	var p syncPacer
-	if got := p.interval(); got != 0 {
-		t.Fatalf("after an fsync of no round: %v, want 0", got)
+	fsync := func(rounds int) bool {
+		for range rounds {
+			p.roundAskedSync()
+		}
+		return p.interval() == syncSpacing
 	}
-	for range busyRoundsPerSync - 1 {
-		p.roundAskedSync()
+	for i := range 20 {
+		if fsync(1) {
+			t.Fatalf("fsync %d of one round each is held back", i)
+		}
 	}
-	if got := p.interval(); got != 0 {
-		t.Fatalf("after an fsync of %d rounds: %v, want 0", busyRoundsPerSync-1, got)
+	if fsync(10) {
+		t.Fatal("one fsync of 10 rounds among fsyncs of one round started the pacing")
 	}
-	for range busyRoundsPerSync {
-		p.roundAskedSync()
+	paced := -1
+	for i := range 20 {
+		if fsync(10) {
+			paced = i
+			break
+		}
 	}
-	if got := p.interval(); got != syncSpacing {
-		t.Fatalf("after an fsync of %d rounds: %v, want %v", busyRoundsPerSync, got, syncSpacing)
+	if paced < 0 {
+		t.Fatal("20 fsyncs of 10 rounds each did not start the pacing")
 	}
-	p.roundAskedSync()
-	if got := p.interval(); got != 0 {
-		t.Fatalf("after a busy fsync, then one of a single round: %v, want 0", got)
+	if !fsync(10) {
+		t.Fatal("the pacing stopped under the same load")
+	}
+	stopped := false
+	for range 30 {
+		if !fsync(1) {
+			stopped = true
+			break
+		}
+	}
+	if !stopped {
+		t.Fatal("30 fsyncs of one round each did not stop the pacing")
 	}
 }
