@@ -1,6 +1,7 @@
 package node
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -29,9 +30,11 @@ import (
 type syncPacer struct {
 	// rounds counts the Raft rounds that asked for a sync.
 	rounds atomic.Uint64
-	// seen is rounds when the previous fsync ended, and perSync the moving
-	// average of the rounds each fsync covered; only Pebble's log flusher
-	// reads and writes them, through interval.
+	// mu guards seen, rounds when the previous fsync ended, and perSync, the
+	// moving average of the rounds each fsync covered. Pebble's log flusher
+	// calls interval; when the engine switches to a new log, the old log's
+	// flusher may still be finishing its last fsync while the new one runs.
+	mu      sync.Mutex
 	seen    uint64
 	perSync float64
 }
@@ -52,6 +55,8 @@ func (p *syncPacer) roundAskedSync() { p.rounds.Add(1) }
 // interval is the engine's WALMinSyncInterval: Pebble's log flusher calls
 // it after each fsync and holds the next one back that long.
 func (p *syncPacer) interval() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	now := p.rounds.Load()
 	covered := float64(now - p.seen)
 	p.seen = now
