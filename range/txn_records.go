@@ -108,47 +108,40 @@ func (t *TxnRecords) Get(key []byte) (rec *pb.TxnRecord, known bool) {
 	return nil, true
 }
 
-// set records that key now holds rec (the caller keeps rec).
-func (t *TxnRecords) set(key []byte, rec *pb.TxnRecord) {
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		return
-	}
-	t.m[string(key)] = copyTxnRecord(rec)
-	t.checkSizeLocked()
-}
-
-// delete records that key holds no record.
-func (t *TxnRecords) delete(key []byte) {
+// update runs change with the lock held, unless there is no index or it is
+// off: then there is nothing to keep up to date.
+func (t *TxnRecords) update(change func()) {
 	if t == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m != nil {
-		delete(t.m, string(key))
+		change()
 	}
+}
+
+// set records that key now holds rec (the caller keeps rec).
+func (t *TxnRecords) set(key []byte, rec *pb.TxnRecord) {
+	t.update(func() {
+		t.m[string(key)] = copyTxnRecord(rec)
+		t.checkSizeLocked()
+	})
+}
+
+// delete records that key holds no record.
+func (t *TxnRecords) delete(key []byte) {
+	t.update(func() { delete(t.m, string(key)) })
 }
 
 // DropSpan forgets the records of the range desc (its data is being
 // destroyed).
 func (t *TxnRecords) DropSpan(desc *pb.RangeDescriptor) {
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.dropSpanLocked(desc)
+	t.update(func() { t.dropSpanLocked(desc) })
 }
 
+// dropSpanLocked forgets the records of desc; the index must be on.
 func (t *TxnRecords) dropSpanLocked(desc *pb.RangeDescriptor) {
-	if t.m == nil {
-		return
-	}
 	lo, hi := TxnRecordSpan(desc.StartKey, desc.EndKey)
 	for k := range t.m {
 		if k >= string(lo) && k < string(hi) {
@@ -161,30 +154,24 @@ func (t *TxnRecords) dropSpanLocked(desc *pb.RangeDescriptor) {
 // descriptors before and after a snapshot) with the records among kvs, the
 // snapshot's engine keys.
 func (t *TxnRecords) ReplaceSpan(drop []*pb.RangeDescriptor, kvs []*pb.EngineKV) {
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		return
-	}
-	for _, d := range drop {
-		t.dropSpanLocked(d)
-	}
-	lo, hi := TxnRecordSpan(nil, nil)
-	for _, kv := range kvs {
-		if bytes.Compare(kv.Key, lo) < 0 || bytes.Compare(kv.Key, hi) >= 0 {
-			continue
+	t.update(func() {
+		for _, d := range drop {
+			t.dropSpanLocked(d)
 		}
-		rec := &pb.TxnRecord{}
-		if err := rec.UnmarshalVT(kv.Value); err != nil {
-			t.m = nil // off: see above
-			return
+		lo, hi := TxnRecordSpan(nil, nil)
+		for _, kv := range kvs {
+			if bytes.Compare(kv.Key, lo) < 0 || bytes.Compare(kv.Key, hi) >= 0 {
+				continue
+			}
+			rec := &pb.TxnRecord{}
+			if err := rec.UnmarshalVT(kv.Value); err != nil {
+				t.m = nil // off: see above
+				return
+			}
+			t.m[string(kv.Key)] = rec
 		}
-		t.m[string(kv.Key)] = rec
-	}
-	t.checkSizeLocked()
+		t.checkSizeLocked()
+	})
 }
 
 // checkSizeLocked turns the index off once it holds more than maxRecords.
