@@ -2,7 +2,7 @@
 # The standard benchmark suite: RaftrixDB against etcd, side by side.
 #
 # Builds raftrix (into its temporary directory), starts a 3-node RaftrixDB cluster of `raftrix start`
-# processes (64 ranges) in a temporary directory and, when an etcd binary
+# processes (64 ranges unless --ranges says) in a temporary directory and, when an etcd binary
 # is found ($ETCD, else /tmp/etcdbin/etcd; see bench/ETCD.md to build one), a
 # 3-member etcd cluster on loopback beside it. Then runs, for each client
 # count (1: latency; 256: throughput):
@@ -39,6 +39,8 @@
 #                    often, so 256 clients should see about half the ~7%
 #                    conflicts of 50000 keys; each txn run reloads its keys,
 #                    16 per transaction, which takes about twice as long)
+#   --ranges N       RaftrixDB's user ranges (default 64; the txn workloads
+#                    place their keys by it)
 #   --only "W ..."   run only these workloads (names above; bank runs only
 #                    when named here)
 #   --rounds N       run the whole list N times (default 1); the summary
@@ -68,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--clients) CLIENTS=$2; shift 2 ;;
 	--keys) KEYS=$2; shift 2 ;;
 	--txn-keys) TXN_KEYS=$2; shift 2 ;;
+	--ranges) RANGES=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
