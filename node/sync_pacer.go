@@ -22,9 +22,11 @@ import (
 // fsyncs cover, on average over the last few, at least busyRoundsPerSync
 // rounds each (a moving average: one busy fsync among quiet ones, as a
 // single client's transaction makes, must not start it). So paced, 256
-// writers got 1.14x the puts/s (15% fewer fsyncs, each round waiting 7.2 ms
-// instead of 5.8 for its sync, 0.88x the CPU per put), one writer the same
-// latency (p50 0.98x; scripts/ab.sh, BENCHMARKS.md).
+// writers got 1.24x the puts/s at 0.83x the CPU per put, and one client's
+// 4-range transactions 1.07x; pacing after any fsync that alone covered four
+// rounds had given 1.14x the puts/s (15% fewer fsyncs, each covering 47
+// entries instead of 37) but 0.92x those transactions (scripts/ab.sh,
+// BENCHMARKS.md).
 //
 // Durability is unchanged: a round's responses still wait for its fsync.
 type syncPacer struct {
